@@ -1,0 +1,151 @@
+//! Who is calling: credentials from headers, resolved against the master key and the in-memory
+//! key cache. No disk I/O and no global lock on this path — it runs on every request.
+
+mod keys;
+
+pub use keys::{KeyCache, generate_key, hash_key, mask_key};
+
+use crate::store::KeyRecord;
+use crate::types::{Secret, now_ms};
+use http::HeaderMap;
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    /// The master key: proxy admin.
+    Master,
+    Key(Arc<KeyRecord>),
+}
+
+impl Principal {
+    pub fn is_admin(&self) -> bool {
+        matches!(self, Principal::Master)
+    }
+
+    pub fn actor(&self) -> crate::audit::Actor {
+        match self {
+            Principal::Master => crate::audit::Actor::MasterKey,
+            Principal::Key(k) => crate::audit::Actor::Key(k.token.clone()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("No API key provided. Pass it as 'Authorization: Bearer <key>' (or x-api-key / api-key).")]
+    Missing,
+    #[error("Invalid API key.")]
+    Invalid,
+    #[error("API key expired.")]
+    Expired,
+    #[error("API key is blocked.")]
+    Blocked,
+}
+
+impl AuthError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "missing_api_key",
+            AuthError::Invalid => "invalid_api_key",
+            AuthError::Expired => "expired_api_key",
+            AuthError::Blocked => "blocked_api_key",
+        }
+    }
+}
+
+/// Header names that may carry a credential, in the order they win: LiteLLM's own header, the
+/// OpenAI SDK's bearer, the Azure SDK's `api-key`, the Anthropic SDK's `x-api-key`.
+pub fn credential(headers: &HeaderMap) -> Option<&str> {
+    if let Some(v) = headers.get("x-litellm-api-key").and_then(|v| v.to_str().ok()) {
+        let v = v.trim();
+        return Some(v.strip_prefix("Bearer ").unwrap_or(v).trim());
+    }
+    if let Some(v) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        let v = v.trim();
+        let token = v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+            .unwrap_or(v)
+            .trim();
+        if !token.is_empty() {
+            return Some(token);
+        }
+    }
+    ["api-key", "x-api-key"]
+        .iter()
+        .find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+pub struct Authenticator {
+    master_hash: Option<[u8; 32]>,
+    keys: KeyCache,
+}
+
+impl Authenticator {
+    pub fn new(master_key: Option<&Secret<String>>, keys: KeyCache) -> Self {
+        Authenticator {
+            master_hash: master_key.map(|k| hash_key(k.expose())),
+            keys,
+        }
+    }
+
+    pub fn keys(&self) -> &KeyCache {
+        &self.keys
+    }
+
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, AuthError> {
+        let presented = credential(headers).ok_or(AuthError::Missing)?;
+        self.authenticate_secret(presented)
+    }
+
+    pub fn authenticate_secret(&self, presented: &str) -> Result<Principal, AuthError> {
+        let digest = hash_key(presented);
+        if let Some(master) = &self.master_hash
+            && bool::from(master.ct_eq(&digest))
+        {
+            return Ok(Principal::Master);
+        }
+        let entry = self.keys.lookup(&digest).ok_or(AuthError::Invalid)?;
+        let now = now_ms();
+        if entry.valid_until.is_some_and(|until| now >= until) {
+            return Err(AuthError::Expired);
+        }
+        if entry.record.expires_ms.is_some_and(|exp| now >= exp) {
+            return Err(AuthError::Expired);
+        }
+        if entry.record.blocked {
+            return Err(AuthError::Blocked);
+        }
+        Ok(Principal::Key(entry.record.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn credential_sources_in_order() {
+        let mut h = HeaderMap::new();
+        assert_eq!(credential(&h), None);
+        h.insert("x-api-key", HeaderValue::from_static("sk-anthropic"));
+        assert_eq!(credential(&h), Some("sk-anthropic"));
+        h.insert("authorization", HeaderValue::from_static("Bearer sk-openai"));
+        assert_eq!(credential(&h), Some("sk-openai"));
+        h.insert("x-litellm-api-key", HeaderValue::from_static("Bearer sk-litellm"));
+        assert_eq!(credential(&h), Some("sk-litellm"));
+    }
+
+    #[test]
+    fn master_key_authenticates_and_others_do_not() {
+        let auth = Authenticator::new(Some(&Secret::new("sk-master".into())), KeyCache::default());
+        assert!(matches!(auth.authenticate_secret("sk-master"), Ok(Principal::Master)));
+        assert_eq!(auth.authenticate_secret("sk-master2").err(), Some(AuthError::Invalid));
+        assert_eq!(auth.authenticate_secret("").err(), Some(AuthError::Invalid));
+    }
+}

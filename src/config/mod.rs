@@ -1,0 +1,109 @@
+//! Configuration: LiteLLM-style `config.yaml` → a validated, immutable [`Config`].
+//!
+//! Parsing happens in two steps: YAML → JSON value (with `os.environ/NAME` resolved from the
+//! environment map passed in, never read from globals), then value → typed structs, reporting
+//! type errors and unknown keys by their YAML path. Nothing here performs I/O besides what the
+//! caller hands in.
+
+mod raw;
+mod validate;
+
+use crate::types::Secret;
+use std::collections::HashMap;
+use std::time::Duration;
+
+pub use validate::default_config_yaml;
+
+/// One problem in a config file, located by its YAML path (`model_list[0].litellm_params.rpm`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// OpenAI itself and every server speaking its API (vLLM, Ollama, Groq, Together...).
+    OpenAi,
+    Azure,
+    Anthropic,
+    /// The built-in deterministic provider: answers without credentials or network.
+    Mock,
+}
+
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    /// `model_info.id`, or a stable id derived from the entry.
+    pub id: String,
+    /// The public name clients ask for; may end in `*` (wildcard group).
+    pub model_name: String,
+    pub provider: ProviderKind,
+    /// `litellm_params.model` with its provider prefix removed; may end in `*`.
+    pub upstream_model: String,
+    pub api_base: String,
+    pub api_key: Option<Secret<String>>,
+    pub api_version: Option<String>,
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+    pub timeout: Option<Duration>,
+    pub stream_timeout: Option<Duration>,
+    pub max_retries: Option<u32>,
+    pub weight: f64,
+    pub input_cost_per_token: Option<f64>,
+    pub output_cost_per_token: Option<f64>,
+    pub access_groups: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoutingStrategy {
+    SimpleShuffle,
+    LeastBusy,
+    LatencyBased,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouterSettings {
+    pub strategy: RoutingStrategy,
+    pub num_retries: u32,
+    pub timeout: Duration,
+    /// `model_name` → the groups to try, in order, once it is exhausted.
+    pub fallbacks: HashMap<String, Vec<String>>,
+    pub allowed_fails: u32,
+    pub cooldown: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub deployments: Vec<Deployment>,
+    pub router: RouterSettings,
+    pub master_key: Option<Secret<String>>,
+    pub max_request_bytes: usize,
+    pub tls: Option<TlsFiles>,
+    pub shutdown_timeout: Duration,
+}
+
+/// The result of loading: a config plus warnings, or every error found.
+pub type Loaded = Result<(Config, Vec<Problem>), Vec<Problem>>;
+
+impl Config {
+    /// Parses and validates YAML text. `env` is the process environment (for `os.environ/NAME`).
+    pub fn from_yaml(text: &str, env: &HashMap<String, String>) -> Loaded {
+        validate::load(text, env)
+    }
+}

@@ -1,0 +1,77 @@
+//! The YAML shape as written by users: LiteLLM's `config.yaml` keys, nothing validated yet.
+//! Every field is optional here; `validate` decides what is required.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub model_list: Vec<RawModel>,
+    #[serde(default)]
+    pub router_settings: RawRouterSettings,
+    #[serde(default)]
+    pub general_settings: RawGeneralSettings,
+    /// LiteLLM exports these into the process environment; we only use them for `os.environ/`
+    /// lookups, which read them from the untyped value before this struct exists.
+    #[allow(dead_code)]
+    #[serde(default)]
+    pub environment_variables: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawModel {
+    pub model_name: Option<String>,
+    #[serde(default)]
+    pub litellm_params: RawLitellmParams,
+    #[serde(default)]
+    pub model_info: RawModelInfo,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawLitellmParams {
+    pub model: Option<String>,
+    pub api_base: Option<String>,
+    pub api_key: Option<String>,
+    pub api_version: Option<String>,
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+    pub timeout: Option<f64>,
+    pub stream_timeout: Option<f64>,
+    pub max_retries: Option<u32>,
+    pub weight: Option<f64>,
+    pub input_cost_per_token: Option<f64>,
+    pub output_cost_per_token: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawModelInfo {
+    pub id: Option<String>,
+    #[serde(default)]
+    pub access_groups: Vec<String>,
+    /// Accepted for LiteLLM compatibility (`chat`, `embedding`); routing does not need it.
+    #[allow(dead_code)]
+    pub mode: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawRouterSettings {
+    pub routing_strategy: Option<String>,
+    pub num_retries: Option<u32>,
+    pub timeout: Option<f64>,
+    #[serde(default)]
+    pub fallbacks: Vec<BTreeMap<String, Vec<String>>>,
+    pub allowed_fails: Option<u32>,
+    pub cooldown_time: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawGeneralSettings {
+    pub master_key: Option<String>,
+    /// LiteLLM's name for the request size limit.
+    pub max_request_size_mb: Option<f64>,
+    pub ssl_certfile_path: Option<String>,
+    pub ssl_keyfile_path: Option<String>,
+    /// Seconds that in-flight requests and streams get to finish after SIGTERM.
+    pub graceful_shutdown_timeout: Option<f64>,
+}

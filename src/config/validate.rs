@@ -1,0 +1,421 @@
+//! YAML text → [`Config`]: environment indirection, typed parse with paths, semantic checks.
+
+use super::raw::{RawConfig, RawModel};
+use super::{
+    Config, Deployment, Loaded, Problem, ProviderKind, RouterSettings, RoutingStrategy, TlsFiles,
+};
+use crate::types::Secret;
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+const DEFAULT_MAX_REQUEST_MB: f64 = 32.0;
+
+fn problem(path: impl Into<String>, message: impl Into<String>) -> Problem {
+    Problem {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+pub(super) fn load(text: &str, env: &HashMap<String, String>) -> Loaded {
+    let mut value: Value = if text.trim().is_empty() {
+        Value::Object(Default::default())
+    } else {
+        serde_saphyr::from_str(text).map_err(|e| vec![problem("", format!("invalid YAML: {e}"))])?
+    };
+    if value.is_null() {
+        value = Value::Object(Default::default());
+    }
+    if !value.is_object() {
+        return Err(vec![problem("", "the config must be a mapping at the top level")]);
+    }
+
+    // `environment_variables` feeds lookups too; the real environment wins over the file.
+    let mut lookup: HashMap<String, String> = HashMap::new();
+    if let Some(Value::Object(vars)) = value.get("environment_variables") {
+        for (k, v) in vars {
+            if let Some(s) = v.as_str() {
+                lookup.insert(k.clone(), s.to_string());
+            }
+        }
+    }
+    lookup.extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let mut errors = Vec::new();
+    resolve_env(&mut value, "", &lookup, &mut errors);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+
+    let mut warnings = Vec::new();
+    let raw: RawConfig = {
+        let mut on_ignored = |path: serde_ignored::Path<'_>| {
+            warnings.push(problem(yaml_path(&path.to_string()), "unknown key, ignored"));
+        };
+        let ignored = serde_ignored::Deserializer::new(&value, &mut on_ignored);
+        match serde_path_to_error::deserialize(ignored) {
+            Ok(raw) => raw,
+            Err(e) => {
+                let path = yaml_path(&e.path().to_string());
+                return Err(vec![problem(path, e.into_inner().to_string())]);
+            }
+        }
+    };
+    validate(raw, warnings)
+}
+
+/// serde_path_to_error writes `model_list[0].x`; serde_ignored writes `model_list.0.x`.
+fn yaml_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for (i, part) in path.split('.').enumerate() {
+        if !part.is_empty() && part.chars().all(|c| c.is_ascii_digit()) {
+            out.push('[');
+            out.push_str(part);
+            out.push(']');
+        } else {
+            if i > 0 {
+                out.push('.');
+            }
+            out.push_str(part);
+        }
+    }
+    if out == "?" { String::new() } else { out }
+}
+
+fn resolve_env(
+    value: &mut Value,
+    path: &str,
+    env: &HashMap<String, String>,
+    errors: &mut Vec<Problem>,
+) {
+    match value {
+        Value::String(s) => {
+            if let Some(name) = s.strip_prefix("os.environ/") {
+                match env.get(name) {
+                    Some(v) => *s = v.clone(),
+                    None => errors.push(problem(
+                        path,
+                        format!("environment variable {name} is not set"),
+                    )),
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                resolve_env(item, &format!("{path}[{i}]"), env, errors);
+            }
+        }
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                let child = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                resolve_env(v, &child, env, errors);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn seconds(
+    v: Option<f64>,
+    path: &str,
+    errors: &mut Vec<Problem>,
+) -> Option<Duration> {
+    let v = v?;
+    if v.is_finite() && v > 0.0 && v < 1e9 {
+        Some(Duration::from_secs_f64(v))
+    } else {
+        errors.push(problem(path, "must be a positive number of seconds"));
+        None
+    }
+}
+
+fn cost(v: Option<f64>, path: &str, errors: &mut Vec<Problem>) -> Option<f64> {
+    let v = v?;
+    if v.is_finite() && v >= 0.0 {
+        Some(v)
+    } else {
+        errors.push(problem(path, "must be a finite number >= 0"));
+        None
+    }
+}
+
+/// Splits `provider/model` and returns the provider and its default API base.
+fn provider_of(model: &str) -> Result<(ProviderKind, &str, Option<&'static str>), String> {
+    let (prefix, rest) = match model.split_once('/') {
+        Some((p, r)) => (p, r),
+        // LiteLLM infers the provider from well-known bare names.
+        None if model.starts_with("claude") => ("anthropic", model),
+        None => ("openai", model),
+    };
+    if rest.is_empty() {
+        return Err("the model name after the provider prefix is empty".into());
+    }
+    let found = match prefix {
+        "openai" | "text-completion-openai" => (ProviderKind::OpenAi, Some("https://api.openai.com/v1")),
+        "hosted_vllm" | "openai_like" | "custom_openai" | "lm_studio" | "llamafile" => {
+            (ProviderKind::OpenAi, None)
+        }
+        "ollama_chat" | "ollama" => (ProviderKind::OpenAi, Some("http://localhost:11434/v1")),
+        "groq" => (ProviderKind::OpenAi, Some("https://api.groq.com/openai/v1")),
+        "together_ai" => (ProviderKind::OpenAi, Some("https://api.together.xyz/v1")),
+        "deepseek" => (ProviderKind::OpenAi, Some("https://api.deepseek.com/v1")),
+        "fireworks_ai" => (ProviderKind::OpenAi, Some("https://api.fireworks.ai/inference/v1")),
+        "mistral" => (ProviderKind::OpenAi, Some("https://api.mistral.ai/v1")),
+        "openrouter" => (ProviderKind::OpenAi, Some("https://openrouter.ai/api/v1")),
+        "xai" => (ProviderKind::OpenAi, Some("https://api.x.ai/v1")),
+        "perplexity" => (ProviderKind::OpenAi, Some("https://api.perplexity.ai")),
+        "azure" => (ProviderKind::Azure, None),
+        "anthropic" => (ProviderKind::Anthropic, Some("https://api.anthropic.com")),
+        "mock" => (ProviderKind::Mock, Some("mock://")),
+        other => return Err(format!("unsupported provider `{other}`")),
+    };
+    Ok((found.0, rest, found.1))
+}
+
+fn deployment(
+    i: usize,
+    m: RawModel,
+    errors: &mut Vec<Problem>,
+) -> Option<Deployment> {
+    let at = |f: &str| format!("model_list[{i}].{f}");
+    let model_name = match m.model_name.filter(|s| !s.trim().is_empty()) {
+        Some(n) => n,
+        None => {
+            errors.push(problem(at("model_name"), "required"));
+            return None;
+        }
+    };
+    let p = m.litellm_params;
+    let Some(model) = p.model.filter(|s| !s.trim().is_empty()) else {
+        errors.push(problem(at("litellm_params.model"), "required"));
+        return None;
+    };
+    let (provider, upstream_model, default_base) = match provider_of(&model) {
+        Ok(x) => x,
+        Err(e) => {
+            errors.push(problem(at("litellm_params.model"), e));
+            return None;
+        }
+    };
+    let api_base = match p.api_base.or(default_base.map(str::to_string)) {
+        Some(b) => b.trim_end_matches('/').to_string(),
+        None => {
+            errors.push(problem(at("litellm_params.api_base"), "required for this provider"));
+            return None;
+        }
+    };
+    if provider != ProviderKind::Mock
+        && !(api_base.starts_with("http://") || api_base.starts_with("https://"))
+    {
+        errors.push(problem(at("litellm_params.api_base"), "must be an http:// or https:// URL"));
+    }
+    if model_name.contains('*') != upstream_model.contains('*') {
+        errors.push(problem(
+            at("model_name"),
+            "a wildcard `*` must appear in both model_name and litellm_params.model",
+        ));
+    }
+    let weight = p.weight.unwrap_or(1.0);
+    if !(weight.is_finite() && weight > 0.0) {
+        errors.push(problem(at("litellm_params.weight"), "must be a positive number"));
+    }
+    let api_version = match provider {
+        ProviderKind::Azure => Some(p.api_version.unwrap_or_else(|| "2024-10-21".to_string())),
+        _ => p.api_version,
+    };
+    let id = m.model_info.id.unwrap_or_else(|| {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(format!("{i}\n{model_name}\n{model}\n{api_base}"));
+        hex::encode(&digest[..8])
+    });
+    Some(Deployment {
+        id,
+        model_name,
+        provider,
+        upstream_model: upstream_model.to_string(),
+        api_base,
+        api_key: p.api_key.map(Secret::new),
+        api_version,
+        rpm: p.rpm,
+        tpm: p.tpm,
+        timeout: seconds(p.timeout, &at("litellm_params.timeout"), errors),
+        stream_timeout: seconds(p.stream_timeout, &at("litellm_params.stream_timeout"), errors),
+        max_retries: p.max_retries,
+        weight,
+        input_cost_per_token: cost(p.input_cost_per_token, &at("litellm_params.input_cost_per_token"), errors),
+        output_cost_per_token: cost(p.output_cost_per_token, &at("litellm_params.output_cost_per_token"), errors),
+        access_groups: m.model_info.access_groups,
+    })
+}
+
+fn validate(raw: RawConfig, warnings: Vec<Problem>) -> Loaded {
+    let mut errors = Vec::new();
+    let mut deployments = Vec::new();
+    for (i, m) in raw.model_list.into_iter().enumerate() {
+        if let Some(d) = deployment(i, m, &mut errors) {
+            deployments.push(d);
+        }
+    }
+    let mut ids = HashSet::new();
+    for (i, d) in deployments.iter().enumerate() {
+        if !ids.insert(d.id.as_str()) {
+            errors.push(problem(format!("model_list[{i}].model_info.id"), format!("duplicate id `{}`", d.id)));
+        }
+    }
+    let names: HashSet<&str> = deployments.iter().map(|d| d.model_name.as_str()).collect();
+
+    let r = raw.router_settings;
+    let strategy = match r.routing_strategy.as_deref() {
+        None | Some("simple-shuffle") => RoutingStrategy::SimpleShuffle,
+        Some("least-busy") => RoutingStrategy::LeastBusy,
+        Some("latency-based-routing") => RoutingStrategy::LatencyBased,
+        Some(other) => {
+            errors.push(problem(
+                "router_settings.routing_strategy",
+                format!("unknown strategy `{other}` (use simple-shuffle, least-busy or latency-based-routing)"),
+            ));
+            RoutingStrategy::SimpleShuffle
+        }
+    };
+    let mut fallbacks = HashMap::new();
+    for (i, entry) in r.fallbacks.into_iter().enumerate() {
+        for (from, to) in entry {
+            for (j, target) in to.iter().enumerate() {
+                if !names.contains(target.as_str()) {
+                    errors.push(problem(
+                        format!("router_settings.fallbacks[{i}].{from}[{j}]"),
+                        format!("no model_list entry is named `{target}`"),
+                    ));
+                }
+            }
+            fallbacks.insert(from, to);
+        }
+    }
+    let router = RouterSettings {
+        strategy,
+        num_retries: r.num_retries.unwrap_or(2),
+        timeout: seconds(r.timeout, "router_settings.timeout", &mut errors)
+            .unwrap_or(Duration::from_secs(600)),
+        fallbacks,
+        allowed_fails: r.allowed_fails.unwrap_or(3),
+        cooldown: seconds(r.cooldown_time, "router_settings.cooldown_time", &mut errors)
+            .unwrap_or(Duration::from_secs(5)),
+    };
+
+    let g = raw.general_settings;
+    let max_mb = g.max_request_size_mb.unwrap_or(DEFAULT_MAX_REQUEST_MB);
+    if !(max_mb.is_finite() && max_mb > 0.0) {
+        errors.push(problem("general_settings.max_request_size_mb", "must be a positive number"));
+    }
+    let tls = match (g.ssl_certfile_path, g.ssl_keyfile_path) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert: cert.into(), key: key.into() }),
+        (None, None) => None,
+        _ => {
+            errors.push(problem(
+                "general_settings",
+                "ssl_certfile_path and ssl_keyfile_path must be given together",
+            ));
+            None
+        }
+    };
+    if let Some(k) = &g.master_key
+        && k.trim().is_empty()
+    {
+        errors.push(problem("general_settings.master_key", "must not be empty"));
+    }
+    let shutdown_timeout = seconds(g.graceful_shutdown_timeout, "general_settings.graceful_shutdown_timeout", &mut errors)
+        .unwrap_or(Duration::from_secs(30));
+
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok((
+        Config {
+            deployments,
+            router,
+            master_key: g.master_key.map(Secret::new),
+            max_request_bytes: (max_mb * 1024.0 * 1024.0) as usize,
+            tls,
+            shutdown_timeout,
+        },
+        warnings,
+    ))
+}
+
+/// The config written on first start when the operator gave none: everything served by the
+/// built-in mock provider, so the gateway answers with no credentials and no network.
+pub fn default_config_yaml() -> &'static str {
+    include_str!("../../assets/default-config.yaml")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env() -> HashMap<String, String> {
+        HashMap::from([("OPENAI_KEY".to_string(), "sk-up".to_string())])
+    }
+
+    #[test]
+    fn default_config_is_valid() {
+        let (cfg, warnings) = load(default_config_yaml(), &env()).unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert!(cfg.deployments.iter().any(|d| d.provider == ProviderKind::Mock));
+    }
+
+    #[test]
+    fn env_indirection_and_provider_parsing() {
+        let yaml = "model_list:\n  - model_name: gpt\n    litellm_params:\n      model: openai/gpt-4o\n      api_key: os.environ/OPENAI_KEY\n  - model_name: claude\n    litellm_params:\n      model: anthropic/claude-3-5-sonnet\n";
+        let (cfg, _) = load(yaml, &env()).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(cfg.deployments[0].api_key.as_ref().map(|k| k.expose().as_str()), Some("sk-up"));
+        assert_eq!(cfg.deployments[0].api_base, "https://api.openai.com/v1");
+        assert_eq!(cfg.deployments[1].provider, ProviderKind::Anthropic);
+        assert_eq!(cfg.deployments[1].upstream_model, "claude-3-5-sonnet");
+    }
+
+    #[test]
+    fn missing_env_names_the_path() {
+        let yaml = "model_list:\n  - model_name: gpt\n    litellm_params:\n      model: openai/gpt-4o\n      api_key: os.environ/NOPE\n";
+        let errs = load(yaml, &env()).err().unwrap_or_default();
+        assert_eq!(errs[0].path, "model_list[0].litellm_params.api_key");
+    }
+
+    #[test]
+    fn type_errors_name_the_path() {
+        let yaml = "model_list:\n  - model_name: gpt\n    litellm_params:\n      model: openai/gpt-4o\n      rpm: lots\n";
+        let errs = load(yaml, &env()).err().unwrap_or_default();
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].path, "model_list[0].litellm_params.rpm");
+    }
+
+    #[test]
+    fn unknown_keys_warn_with_path() {
+        let yaml = "model_list:\n  - model_name: gpt\n    litellm_params:\n      model: openai/gpt-4o\n      colour: blue\nlitellm_settings:\n  drop_params: true\n";
+        let (_, warnings) = load(yaml, &env()).unwrap_or_else(|e| panic!("{e:?}"));
+        let paths: Vec<_> = warnings.iter().map(|w| w.path.as_str()).collect();
+        assert!(paths.contains(&"model_list[0].litellm_params.colour"), "{paths:?}");
+        assert!(paths.contains(&"litellm_settings"), "{paths:?}");
+    }
+
+    #[test]
+    fn semantic_errors_are_all_reported() {
+        let yaml = "model_list:\n  - model_name: a\n    litellm_params:\n      model: bogus/x\n  - model_name: b\n    litellm_params:\n      model: azure/dep\nrouter_settings:\n  routing_strategy: fastest\n  fallbacks: [{b: [zzz]}]\n";
+        let errs = load(yaml, &env()).err().unwrap_or_default();
+        let paths: Vec<_> = errs.iter().map(|w| w.path.as_str()).collect();
+        assert!(paths.contains(&"model_list[0].litellm_params.model"), "{paths:?}");
+        assert!(paths.contains(&"model_list[1].litellm_params.api_base"), "{paths:?}");
+        assert!(paths.contains(&"router_settings.routing_strategy"), "{paths:?}");
+        assert!(paths.contains(&"router_settings.fallbacks[0].b[0]"), "{paths:?}");
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for text in ["[1, 2", "- a\n- b", "model_list: 5", "\u{0}\u{1}", "model_list:\n  - 7"] {
+            assert!(load(text, &env()).is_err(), "{text:?}");
+        }
+    }
+}

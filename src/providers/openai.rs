@@ -1,0 +1,197 @@
+//! OpenAI and every OpenAI-compatible server (vLLM, Ollama, Groq...), plus Azure OpenAI's URL
+//! and header shape. Requests and replies pass through with only the model name replaced; a
+//! stream is forwarded event by event, with its usage read on the way past.
+
+use super::client::{read_reply, send};
+use super::sse::{self, SseSplitter};
+use super::{ByteStream, Call, Operation, Reply, UpstreamError, Usage, UsageSlot};
+use crate::config::ProviderKind;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use http_body_util::{BodyExt, Full};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+fn path_of(op: Operation) -> &'static str {
+    match op {
+        Operation::Chat => "chat/completions",
+        Operation::Completion => "completions",
+        Operation::Embedding => "embeddings",
+    }
+}
+
+pub fn wants_stream(body: &Map<String, Value>) -> bool {
+    body.get("stream").and_then(Value::as_bool).unwrap_or(false)
+}
+
+pub fn wants_usage(body: &Map<String, Value>) -> bool {
+    body.get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
+pub async fn call(
+    c: &Call<'_>,
+    op: Operation,
+    mut body: Map<String, Value>,
+) -> Result<Reply, UpstreamError> {
+    super::strip_proxy_params(&mut body);
+    let stream = op != Operation::Embedding && wants_stream(&body);
+    let client_wants_usage = wants_usage(&body);
+    body.insert("model".into(), Value::String(c.upstream_model.to_string()));
+    if stream {
+        // Ask for the final usage chunk so every stream can be costed; it is removed again
+        // below if the client did not ask for it.
+        let opts = body
+            .entry("stream_options")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(o) = opts {
+            o.insert("include_usage".into(), Value::Bool(true));
+        }
+    }
+    let d = c.deployment;
+    let url = match d.provider {
+        ProviderKind::Azure => format!(
+            "{}/openai/deployments/{}/{}?api-version={}",
+            d.api_base,
+            c.upstream_model,
+            path_of(op),
+            d.api_version.as_deref().unwrap_or_default()
+        ),
+        _ => format!("{}/{}", d.api_base, path_of(op)),
+    };
+    let payload = serde_json::to_vec(&body).map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+    let mut req = http::Request::post(url).header(http::header::CONTENT_TYPE, "application/json");
+    if let Some(key) = &d.api_key {
+        req = match d.provider {
+            ProviderKind::Azure => req.header("api-key", key.expose()),
+            _ => req.header(http::header::AUTHORIZATION, format!("Bearer {}", key.expose())),
+        };
+    }
+    if stream {
+        req = req.header(http::header::ACCEPT, "text/event-stream");
+    }
+    let req = req
+        .body(Full::new(Bytes::from(payload)))
+        .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+    let resp = send(c.client, req, c.timeout).await?;
+    let is_sse = resp
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    if stream && is_sse {
+        let idle = d.stream_timeout.unwrap_or(c.timeout);
+        let upstream = resp.into_body().into_data_stream().map(|r| r.map_err(std::io::Error::other));
+        let usage: UsageSlot = Arc::new(Mutex::new(None));
+        let stream = passthrough(Box::pin(upstream), client_wants_usage, usage.clone(), idle);
+        return Ok(Reply::Stream { stream, usage });
+    }
+    let bytes = read_reply(resp.into_body(), c.timeout).await?;
+    let usage = usage_of(&bytes);
+    Ok(Reply::Json { body: bytes, usage })
+}
+
+#[derive(Deserialize)]
+struct WithUsage {
+    usage: Option<Usage>,
+}
+
+pub fn usage_of(json: &[u8]) -> Option<Usage> {
+    serde_json::from_slice::<WithUsage>(json).ok()?.usage
+}
+
+/// An error event in the shape OpenAI's SDKs raise on, for failures after the stream began.
+pub fn stream_error_event(message: &str) -> Bytes {
+    let err = json!({"error": {"message": message, "type": "upstream_error", "param": null, "code": "502"}});
+    sse::data_event(&err.to_string())
+}
+
+struct Passthrough {
+    upstream: ByteStream,
+    splitter: SseSplitter,
+    client_wants_usage: bool,
+    usage: UsageSlot,
+    idle: Duration,
+    finished: bool,
+}
+
+impl Passthrough {
+    /// Decides for one event: forward it or not, and note its usage.
+    fn keep(&self, block: &Bytes) -> bool {
+        // Cheap test first: only usage-bearing chunks are parsed.
+        if memchr_usage(block) {
+            let event = sse::parse(block);
+            if let Ok(v) = serde_json::from_str::<Value>(&event.data) {
+                if let Some(u) = v.get("usage").filter(|u| !u.is_null())
+                    && let Ok(u) = serde_json::from_value::<Usage>(u.clone())
+                    && let Ok(mut slot) = self.usage.lock()
+                {
+                    *slot = Some(u);
+                }
+                let usage_only = v
+                    .get("choices")
+                    .and_then(Value::as_array)
+                    .is_some_and(|c| c.is_empty());
+                if usage_only && !self.client_wants_usage {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+}
+
+fn memchr_usage(block: &[u8]) -> bool {
+    block.windows(7).any(|w| w == b"\"usage\"")
+}
+
+fn passthrough(upstream: ByteStream, client_wants_usage: bool, usage: UsageSlot, idle: Duration) -> ByteStream {
+    let state = Passthrough {
+        upstream,
+        splitter: SseSplitter::default(),
+        client_wants_usage,
+        usage,
+        idle,
+        finished: false,
+    };
+    Box::pin(futures_util::stream::unfold(state, |mut st| async move {
+        loop {
+            if st.finished {
+                return None;
+            }
+            match tokio::time::timeout(st.idle, st.upstream.next()).await {
+                Err(_) => {
+                    st.finished = true;
+                    return Some((Ok(stream_error_event("upstream stream timed out")), st));
+                }
+                Ok(Some(Ok(chunk))) => {
+                    let blocks = st.splitter.push(&chunk);
+                    let mut out = BytesMut::new();
+                    for b in blocks {
+                        if st.keep(&b) {
+                            out.extend_from_slice(&b);
+                        }
+                    }
+                    if !out.is_empty() {
+                        return Some((Ok(out.freeze()), st));
+                    }
+                }
+                Ok(Some(Err(e))) => {
+                    st.finished = true;
+                    return Some((Ok(stream_error_event(&format!("upstream stream failed: {e}"))), st));
+                }
+                Ok(None) => {
+                    st.finished = true;
+                    if let Some(rest) = st.splitter.rest() {
+                        return Some((Ok(rest), st));
+                    }
+                    return None;
+                }
+            }
+        }
+    }))
+}

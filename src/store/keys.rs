@@ -1,0 +1,71 @@
+//! Virtual key records. A key is stored under the sha256 hex of its secret (LiteLLM's `token`),
+//! so the secret itself never touches the disk and imported LiteLLM hashes keep working.
+
+use super::{Store, StoreError, Tx, codec, tables};
+use redb::ReadableTable;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    /// sha256 hex of the secret key.
+    pub token: String,
+    /// The masked display form, `sk-...abcd`.
+    pub key_name: String,
+    pub key_alias: Option<String>,
+    pub models: Vec<String>,
+    pub expires_ms: Option<i64>,
+    /// JSON object text (bincode cannot store a free-form JSON value).
+    pub metadata_json: String,
+    pub user_id: Option<String>,
+    pub team_id: Option<String>,
+    pub max_budget: Option<f64>,
+    pub soft_budget: Option<f64>,
+    pub budget_duration: Option<String>,
+    pub tpm_limit: Option<u64>,
+    pub rpm_limit: Option<u64>,
+    pub max_parallel_requests: Option<u64>,
+    pub blocked: bool,
+    pub spend: f64,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub created_by: String,
+    pub updated_by: String,
+    /// Hashes of secrets this key replaced that still authenticate until the given time
+    /// (the grace period of a regeneration).
+    pub grace_tokens: Vec<(String, i64)>,
+}
+
+impl Tx {
+    pub fn get_key(&self, token: &str) -> Result<Option<KeyRecord>, StoreError> {
+        let table = self.txn.open_table(tables::KEYS)?;
+        let found = table.get(token)?;
+        found.map(|v| codec::decode(v.value())).transpose()
+    }
+
+    pub fn put_key(&mut self, record: &KeyRecord) -> Result<(), StoreError> {
+        let bytes = codec::encode(record)?;
+        self.txn.open_table(tables::KEYS)?.insert(record.token.as_str(), bytes.as_slice())?;
+        self.dirty = true;
+        Ok(())
+    }
+
+    pub fn delete_key(&mut self, token: &str) -> Result<bool, StoreError> {
+        let removed = self.txn.open_table(tables::KEYS)?.remove(token)?.is_some();
+        self.dirty |= removed;
+        Ok(removed)
+    }
+}
+
+impl Store {
+    /// Every key: loaded once at start-up into the in-memory cache that serves authentication.
+    pub fn all_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(tables::KEYS)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (_, v) = row?;
+            out.push(codec::decode(v.value())?);
+        }
+        Ok(out)
+    }
+}

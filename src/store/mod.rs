@@ -1,0 +1,261 @@
+//! The store owns the redb file: the single source of truth for everything durable.
+//!
+//! Every write goes through [`Store::write`], whose commit also appends the audit entries the
+//! change declared — a change and its audit entry commit together or not at all, and a write
+//! that changes data without declaring an entry is refused. redb calls block, so async callers
+//! run them on the blocking pool.
+
+mod codec;
+pub mod keys;
+mod tables;
+
+use crate::audit::{Actor, Change, Entry, Origin};
+use redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableHandle, WriteTransaction,
+};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use keys::KeyRecord;
+
+/// The schema this binary writes. A file with a higher number was written by a newer release.
+pub const SCHEMA_VERSION: u32 = 1;
+const FORMAT_MARKER: &[u8] = b"portcullis";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open data file {path}: {detail}")]
+    Open { path: PathBuf, detail: String },
+    #[error("{path} is not a Portcullis data file (it holds other tables)")]
+    Foreign { path: PathBuf },
+    #[error("{path} was written by a newer Portcullis (schema {found}, this binary knows {known})")]
+    TooNew { path: PathBuf, found: u32, known: u32 },
+    #[error("storage failure: {0}")]
+    Db(String),
+    #[error("stored record is unreadable: {0}")]
+    Codec(String),
+    #[error("a change was written without an audit entry")]
+    Unaudited,
+}
+
+impl StoreError {
+    /// Every failure here is the server's fault, never the caller's: one code for all.
+    pub fn code(&self) -> &'static str {
+        match self {
+            StoreError::Open { .. }
+            | StoreError::Foreign { .. }
+            | StoreError::TooNew { .. }
+            | StoreError::Db(_)
+            | StoreError::Codec(_)
+            | StoreError::Unaudited => "internal_error",
+        }
+    }
+}
+
+macro_rules! db_err {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Db(e.to_string())
+            }
+        }
+    )*};
+}
+db_err!(
+    redb::Error,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+}
+
+/// An open write transaction. Changes made through it are only committed together with the
+/// audit entries recorded by [`Tx::audit`].
+pub struct Tx {
+    txn: WriteTransaction,
+    changes: Vec<Change>,
+    dirty: bool,
+}
+
+impl Store {
+    /// Opens (creating if absent) the data file and checks that it is ours and not from the future.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let open_err = |detail: String| StoreError::Open {
+            path: path.to_path_buf(),
+            detail,
+        };
+        let existed = path.exists();
+        let db = Database::create(path).map_err(|e| open_err(e.to_string()))?;
+        let txn = db.begin_write()?;
+        {
+            let mut meta = txn.open_table(tables::META)?;
+            let marker = meta.get("format")?.map(|v| v.value().to_vec());
+            match marker {
+                Some(m) if m == FORMAT_MARKER => {
+                    let found = meta
+                        .get("schema_version")?
+                        .and_then(|v| <[u8; 4]>::try_from(v.value()).ok())
+                        .map(u32::from_le_bytes)
+                        .unwrap_or(0);
+                    if found > SCHEMA_VERSION {
+                        return Err(StoreError::TooNew {
+                            path: path.to_path_buf(),
+                            found,
+                            known: SCHEMA_VERSION,
+                        });
+                    }
+                }
+                Some(_) => return Err(StoreError::Foreign { path: path.to_path_buf() }),
+                None => {
+                    // A file that already has tables but no marker belongs to someone else.
+                    if existed && meta.len()? == 0 && has_foreign_tables(&txn)? {
+                        return Err(StoreError::Foreign { path: path.to_path_buf() });
+                    }
+                    meta.insert("format", FORMAT_MARKER)?;
+                    meta.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice())?;
+                }
+            }
+        }
+        txn.open_table(tables::KEYS)?;
+        txn.open_table(tables::AUDIT)?;
+        txn.open_table(tables::AUDIT_HASHES)?;
+        txn.commit()?;
+        Ok(Store { db: Arc::new(db) })
+    }
+
+    /// Runs `f` in one write transaction and commits it with the audit entries it recorded.
+    pub fn write<T, E>(
+        &self,
+        actor: &Actor,
+        origin: &Origin,
+        f: impl FnOnce(&mut Tx) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let txn = self.db.begin_write().map_err(StoreError::from)?;
+        let mut tx = Tx {
+            txn,
+            changes: Vec::new(),
+            dirty: false,
+        };
+        let out = f(&mut tx)?;
+        if tx.dirty && tx.changes.is_empty() {
+            return Err(StoreError::Unaudited.into());
+        }
+        append_audit(&tx.txn, actor, origin, std::mem::take(&mut tx.changes))?;
+        tx.txn.commit().map_err(StoreError::from)?;
+        Ok(out)
+    }
+
+    pub(crate) fn read(&self) -> Result<redb::ReadTransaction, StoreError> {
+        Ok(self.db.begin_read()?)
+    }
+
+    /// Audit entries from `from_seq` on, oldest first (at most `limit`).
+    pub fn audit_entries(&self, from_seq: u64, limit: usize) -> Result<Vec<Entry>, StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(tables::AUDIT)?;
+        let mut out = Vec::new();
+        for row in table.range(from_seq..)?.take(limit) {
+            let (_, v) = row?;
+            out.push(codec::decode(v.value())?);
+        }
+        Ok(out)
+    }
+}
+
+fn has_foreign_tables(txn: &WriteTransaction) -> Result<bool, StoreError> {
+    let names: Vec<String> = txn
+        .list_tables()?
+        .map(|t| t.name().to_string())
+        .filter(|n| n != "meta")
+        .collect();
+    Ok(!names.is_empty())
+}
+
+fn append_audit(
+    txn: &WriteTransaction,
+    actor: &Actor,
+    origin: &Origin,
+    changes: Vec<Change>,
+) -> Result<(), StoreError> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let mut entries = txn.open_table(tables::AUDIT)?;
+    let mut hashes = txn.open_table(tables::AUDIT_HASHES)?;
+    let (mut seq, mut prev_hash) = match hashes.last()? {
+        Some((k, v)) => (k.value() + 1, v.value().to_string()),
+        None => (1, "0".repeat(64)),
+    };
+    let now = crate::types::now_ms();
+    for change in changes {
+        let entry = Entry {
+            seq,
+            timestamp_ms: now,
+            actor: actor.clone(),
+            origin: origin.clone(),
+            change,
+            prev_hash: prev_hash.clone(),
+        };
+        let bytes = codec::encode(&entry)?;
+        let hash = hex::encode(Sha256::digest(&bytes));
+        entries.insert(seq, bytes.as_slice())?;
+        hashes.insert(seq, hash.as_str())?;
+        prev_hash = hash;
+        seq += 1;
+    }
+    Ok(())
+}
+
+impl Tx {
+    /// Declares the audit entry for a change made in this transaction.
+    pub fn audit(&mut self, change: Change) {
+        self.changes.push(change);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn foreign_and_future_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let foreign = dir.path().join("foreign.redb");
+        {
+            let db = Database::create(&foreign).unwrap_or_else(|e| panic!("{e}"));
+            let txn = db.begin_write().unwrap_or_else(|e| panic!("{e}"));
+            let def: redb::TableDefinition<&str, &str> = redb::TableDefinition::new("theirs");
+            txn.open_table(def).unwrap_or_else(|e| panic!("{e}")).insert("a", "b").unwrap_or_else(|e| panic!("{e}"));
+            txn.commit().unwrap_or_else(|e| panic!("{e}"));
+        }
+        assert!(matches!(Store::open(&foreign), Err(StoreError::Foreign { .. })));
+
+        let garbage = dir.path().join("garbage.redb");
+        std::fs::write(&garbage, b"this is not a database at all, just text").unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(Store::open(&garbage), Err(StoreError::Open { .. })));
+        // The refused file is left exactly as it was.
+        assert_eq!(std::fs::read(&garbage).unwrap_or_default(), b"this is not a database at all, just text");
+
+        let future = dir.path().join("future.redb");
+        {
+            let db = Database::create(&future).unwrap_or_else(|e| panic!("{e}"));
+            let txn = db.begin_write().unwrap_or_else(|e| panic!("{e}"));
+            {
+                let mut meta = txn.open_table(tables::META).unwrap_or_else(|e| panic!("{e}"));
+                meta.insert("format", FORMAT_MARKER).unwrap_or_else(|e| panic!("{e}"));
+                meta.insert("schema_version", 99u32.to_le_bytes().as_slice()).unwrap_or_else(|e| panic!("{e}"));
+            }
+            txn.commit().unwrap_or_else(|e| panic!("{e}"));
+        }
+        assert!(matches!(Store::open(&future), Err(StoreError::TooNew { found: 99, .. })));
+    }
+}

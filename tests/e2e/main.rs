@@ -1,0 +1,4 @@
+//! End-to-end tests against a fake upstream LLM provider.
+
+mod upstream;
+mod upstream_selftest;
