@@ -1,7 +1,14 @@
 //! Portcullis library.
-pub mod config;
-pub mod types;
+pub mod api;
+pub mod app;
 pub mod audit;
-pub mod store;
 pub mod auth;
+pub mod config;
+pub mod gateway;
 pub mod providers;
+pub mod request;
+pub mod router;
+pub mod server;
+pub mod store;
+pub mod tls;
+pub mod types;

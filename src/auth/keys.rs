@@ -21,7 +21,14 @@ pub fn hash_key(secret: &str) -> [u8; 32] {
 
 /// LiteLLM's display form of a key: enough to recognise it, not to use it.
 pub fn mask_key(secret: &str) -> String {
-    let tail: String = secret.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+    let tail: String = secret
+        .chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     format!("sk-...{tail}")
 }
 
@@ -82,16 +89,7 @@ impl KeyCache {
         }
     }
 
-    /// Forgets a key and every secret that resolved to it.
-    pub fn remove(&self, record: &KeyRecord) {
-        for token in std::iter::once(&record.token).chain(record.grace_tokens.iter().map(|(t, _)| t)) {
-            if let Some(d) = digest_of_hex(token) {
-                self.by_digest.remove(&d);
-            }
-        }
-    }
-
-    /// Forgets one digest only (a secret replaced without a grace period).
+    /// Forgets one secret's digest.
     pub fn remove_token(&self, token: &str) {
         if let Some(d) = digest_of_hex(token) {
             self.by_digest.remove(&d);

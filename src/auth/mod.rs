@@ -34,7 +34,9 @@ impl Principal {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
-    #[error("No API key provided. Pass it as 'Authorization: Bearer <key>' (or x-api-key / api-key).")]
+    #[error(
+        "No API key provided. Pass it as 'Authorization: Bearer <key>' (or x-api-key / api-key)."
+    )]
     Missing,
     #[error("Invalid API key.")]
     Invalid,
@@ -58,11 +60,17 @@ impl AuthError {
 /// Header names that may carry a credential, in the order they win: LiteLLM's own header, the
 /// OpenAI SDK's bearer, the Azure SDK's `api-key`, the Anthropic SDK's `x-api-key`.
 pub fn credential(headers: &HeaderMap) -> Option<&str> {
-    if let Some(v) = headers.get("x-litellm-api-key").and_then(|v| v.to_str().ok()) {
+    if let Some(v) = headers
+        .get("x-litellm-api-key")
+        .and_then(|v| v.to_str().ok())
+    {
         let v = v.trim();
         return Some(v.strip_prefix("Bearer ").unwrap_or(v).trim());
     }
-    if let Some(v) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    if let Some(v) = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
         let v = v.trim();
         let token = v
             .strip_prefix("Bearer ")
@@ -135,17 +143,29 @@ mod tests {
         assert_eq!(credential(&h), None);
         h.insert("x-api-key", HeaderValue::from_static("sk-anthropic"));
         assert_eq!(credential(&h), Some("sk-anthropic"));
-        h.insert("authorization", HeaderValue::from_static("Bearer sk-openai"));
+        h.insert(
+            "authorization",
+            HeaderValue::from_static("Bearer sk-openai"),
+        );
         assert_eq!(credential(&h), Some("sk-openai"));
-        h.insert("x-litellm-api-key", HeaderValue::from_static("Bearer sk-litellm"));
+        h.insert(
+            "x-litellm-api-key",
+            HeaderValue::from_static("Bearer sk-litellm"),
+        );
         assert_eq!(credential(&h), Some("sk-litellm"));
     }
 
     #[test]
     fn master_key_authenticates_and_others_do_not() {
         let auth = Authenticator::new(Some(&Secret::new("sk-master".into())), KeyCache::default());
-        assert!(matches!(auth.authenticate_secret("sk-master"), Ok(Principal::Master)));
-        assert_eq!(auth.authenticate_secret("sk-master2").err(), Some(AuthError::Invalid));
+        assert!(matches!(
+            auth.authenticate_secret("sk-master"),
+            Ok(Principal::Master)
+        ));
+        assert_eq!(
+            auth.authenticate_secret("sk-master2").err(),
+            Some(AuthError::Invalid)
+        );
         assert_eq!(auth.authenticate_secret("").err(), Some(AuthError::Invalid));
     }
 }

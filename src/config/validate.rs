@@ -28,7 +28,10 @@ pub(super) fn load(text: &str, env: &HashMap<String, String>) -> Loaded {
         value = Value::Object(Default::default());
     }
     if !value.is_object() {
-        return Err(vec![problem("", "the config must be a mapping at the top level")]);
+        return Err(vec![problem(
+            "",
+            "the config must be a mapping at the top level",
+        )]);
     }
 
     // `environment_variables` feeds lookups too; the real environment wins over the file.
@@ -50,7 +53,10 @@ pub(super) fn load(text: &str, env: &HashMap<String, String>) -> Loaded {
     let mut warnings = Vec::new();
     let raw: RawConfig = {
         let mut on_ignored = |path: serde_ignored::Path<'_>| {
-            warnings.push(problem(yaml_path(&path.to_string()), "unknown key, ignored"));
+            warnings.push(problem(
+                yaml_path(&path.to_string()),
+                "unknown key, ignored",
+            ));
         };
         let ignored = serde_ignored::Deserializer::new(&value, &mut on_ignored);
         match serde_path_to_error::deserialize(ignored) {
@@ -119,11 +125,7 @@ fn resolve_env(
     }
 }
 
-fn seconds(
-    v: Option<f64>,
-    path: &str,
-    errors: &mut Vec<Problem>,
-) -> Option<Duration> {
+fn seconds(v: Option<f64>, path: &str, errors: &mut Vec<Problem>) -> Option<Duration> {
     let v = v?;
     if v.is_finite() && v > 0.0 && v < 1e9 {
         Some(Duration::from_secs_f64(v))
@@ -155,7 +157,9 @@ fn provider_of(model: &str) -> Result<(ProviderKind, &str, Option<&'static str>)
         return Err("the model name after the provider prefix is empty".into());
     }
     let found = match prefix {
-        "openai" | "text-completion-openai" => (ProviderKind::OpenAi, Some("https://api.openai.com/v1")),
+        "openai" | "text-completion-openai" => {
+            (ProviderKind::OpenAi, Some("https://api.openai.com/v1"))
+        }
         "hosted_vllm" | "openai_like" | "custom_openai" | "lm_studio" | "llamafile" => {
             (ProviderKind::OpenAi, None)
         }
@@ -163,24 +167,23 @@ fn provider_of(model: &str) -> Result<(ProviderKind, &str, Option<&'static str>)
         "groq" => (ProviderKind::OpenAi, Some("https://api.groq.com/openai/v1")),
         "together_ai" => (ProviderKind::OpenAi, Some("https://api.together.xyz/v1")),
         "deepseek" => (ProviderKind::OpenAi, Some("https://api.deepseek.com/v1")),
-        "fireworks_ai" => (ProviderKind::OpenAi, Some("https://api.fireworks.ai/inference/v1")),
+        "fireworks_ai" => (
+            ProviderKind::OpenAi,
+            Some("https://api.fireworks.ai/inference/v1"),
+        ),
         "mistral" => (ProviderKind::OpenAi, Some("https://api.mistral.ai/v1")),
         "openrouter" => (ProviderKind::OpenAi, Some("https://openrouter.ai/api/v1")),
         "xai" => (ProviderKind::OpenAi, Some("https://api.x.ai/v1")),
         "perplexity" => (ProviderKind::OpenAi, Some("https://api.perplexity.ai")),
         "azure" => (ProviderKind::Azure, None),
         "anthropic" => (ProviderKind::Anthropic, Some("https://api.anthropic.com")),
-        "mock" => (ProviderKind::Mock, Some("mock://")),
+        "mock" => (ProviderKind::Mock, Some("mock://builtin")),
         other => return Err(format!("unsupported provider `{other}`")),
     };
     Ok((found.0, rest, found.1))
 }
 
-fn deployment(
-    i: usize,
-    m: RawModel,
-    errors: &mut Vec<Problem>,
-) -> Option<Deployment> {
+fn deployment(i: usize, m: RawModel, errors: &mut Vec<Problem>) -> Option<Deployment> {
     let at = |f: &str| format!("model_list[{i}].{f}");
     let model_name = match m.model_name.filter(|s| !s.trim().is_empty()) {
         Some(n) => n,
@@ -204,14 +207,20 @@ fn deployment(
     let api_base = match p.api_base.or(default_base.map(str::to_string)) {
         Some(b) => b.trim_end_matches('/').to_string(),
         None => {
-            errors.push(problem(at("litellm_params.api_base"), "required for this provider"));
+            errors.push(problem(
+                at("litellm_params.api_base"),
+                "required for this provider",
+            ));
             return None;
         }
     };
     if provider != ProviderKind::Mock
         && !(api_base.starts_with("http://") || api_base.starts_with("https://"))
     {
-        errors.push(problem(at("litellm_params.api_base"), "must be an http:// or https:// URL"));
+        errors.push(problem(
+            at("litellm_params.api_base"),
+            "must be an http:// or https:// URL",
+        ));
     }
     if model_name.contains('*') != upstream_model.contains('*') {
         errors.push(problem(
@@ -221,7 +230,10 @@ fn deployment(
     }
     let weight = p.weight.unwrap_or(1.0);
     if !(weight.is_finite() && weight > 0.0) {
-        errors.push(problem(at("litellm_params.weight"), "must be a positive number"));
+        errors.push(problem(
+            at("litellm_params.weight"),
+            "must be a positive number",
+        ));
     }
     let api_version = match provider {
         ProviderKind::Azure => Some(p.api_version.unwrap_or_else(|| "2024-10-21".to_string())),
@@ -243,11 +255,23 @@ fn deployment(
         rpm: p.rpm,
         tpm: p.tpm,
         timeout: seconds(p.timeout, &at("litellm_params.timeout"), errors),
-        stream_timeout: seconds(p.stream_timeout, &at("litellm_params.stream_timeout"), errors),
+        stream_timeout: seconds(
+            p.stream_timeout,
+            &at("litellm_params.stream_timeout"),
+            errors,
+        ),
         max_retries: p.max_retries,
         weight,
-        input_cost_per_token: cost(p.input_cost_per_token, &at("litellm_params.input_cost_per_token"), errors),
-        output_cost_per_token: cost(p.output_cost_per_token, &at("litellm_params.output_cost_per_token"), errors),
+        input_cost_per_token: cost(
+            p.input_cost_per_token,
+            &at("litellm_params.input_cost_per_token"),
+            errors,
+        ),
+        output_cost_per_token: cost(
+            p.output_cost_per_token,
+            &at("litellm_params.output_cost_per_token"),
+            errors,
+        ),
         access_groups: m.model_info.access_groups,
     })
 }
@@ -263,7 +287,10 @@ fn validate(raw: RawConfig, warnings: Vec<Problem>) -> Loaded {
     let mut ids = HashSet::new();
     for (i, d) in deployments.iter().enumerate() {
         if !ids.insert(d.id.as_str()) {
-            errors.push(problem(format!("model_list[{i}].model_info.id"), format!("duplicate id `{}`", d.id)));
+            errors.push(problem(
+                format!("model_list[{i}].model_info.id"),
+                format!("duplicate id `{}`", d.id),
+            ));
         }
     }
     let names: HashSet<&str> = deployments.iter().map(|d| d.model_name.as_str()).collect();
@@ -302,17 +329,27 @@ fn validate(raw: RawConfig, warnings: Vec<Problem>) -> Loaded {
             .unwrap_or(Duration::from_secs(600)),
         fallbacks,
         allowed_fails: r.allowed_fails.unwrap_or(3),
-        cooldown: seconds(r.cooldown_time, "router_settings.cooldown_time", &mut errors)
-            .unwrap_or(Duration::from_secs(5)),
+        cooldown: seconds(
+            r.cooldown_time,
+            "router_settings.cooldown_time",
+            &mut errors,
+        )
+        .unwrap_or(Duration::from_secs(5)),
     };
 
     let g = raw.general_settings;
     let max_mb = g.max_request_size_mb.unwrap_or(DEFAULT_MAX_REQUEST_MB);
     if !(max_mb.is_finite() && max_mb > 0.0) {
-        errors.push(problem("general_settings.max_request_size_mb", "must be a positive number"));
+        errors.push(problem(
+            "general_settings.max_request_size_mb",
+            "must be a positive number",
+        ));
     }
     let tls = match (g.ssl_certfile_path, g.ssl_keyfile_path) {
-        (Some(cert), Some(key)) => Some(TlsFiles { cert: cert.into(), key: key.into() }),
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert: cert.into(),
+            key: key.into(),
+        }),
         (None, None) => None,
         _ => {
             errors.push(problem(
@@ -327,8 +364,12 @@ fn validate(raw: RawConfig, warnings: Vec<Problem>) -> Loaded {
     {
         errors.push(problem("general_settings.master_key", "must not be empty"));
     }
-    let shutdown_timeout = seconds(g.graceful_shutdown_timeout, "general_settings.graceful_shutdown_timeout", &mut errors)
-        .unwrap_or(Duration::from_secs(30));
+    let shutdown_timeout = seconds(
+        g.graceful_shutdown_timeout,
+        "general_settings.graceful_shutdown_timeout",
+        &mut errors,
+    )
+    .unwrap_or(Duration::from_secs(30));
 
     if !errors.is_empty() {
         return Err(errors);
@@ -362,16 +403,27 @@ mod tests {
 
     #[test]
     fn default_config_is_valid() {
-        let (cfg, warnings) = load(default_config_yaml(), &env()).unwrap_or_else(|e| panic!("{e:?}"));
+        let (cfg, warnings) =
+            load(default_config_yaml(), &env()).unwrap_or_else(|e| panic!("{e:?}"));
         assert!(warnings.is_empty(), "{warnings:?}");
-        assert!(cfg.deployments.iter().any(|d| d.provider == ProviderKind::Mock));
+        assert!(
+            cfg.deployments
+                .iter()
+                .any(|d| d.provider == ProviderKind::Mock)
+        );
     }
 
     #[test]
     fn env_indirection_and_provider_parsing() {
         let yaml = "model_list:\n  - model_name: gpt\n    litellm_params:\n      model: openai/gpt-4o\n      api_key: os.environ/OPENAI_KEY\n  - model_name: claude\n    litellm_params:\n      model: anthropic/claude-3-5-sonnet\n";
         let (cfg, _) = load(yaml, &env()).unwrap_or_else(|e| panic!("{e:?}"));
-        assert_eq!(cfg.deployments[0].api_key.as_ref().map(|k| k.expose().as_str()), Some("sk-up"));
+        assert_eq!(
+            cfg.deployments[0]
+                .api_key
+                .as_ref()
+                .map(|k| k.expose().as_str()),
+            Some("sk-up")
+        );
         assert_eq!(cfg.deployments[0].api_base, "https://api.openai.com/v1");
         assert_eq!(cfg.deployments[1].provider, ProviderKind::Anthropic);
         assert_eq!(cfg.deployments[1].upstream_model, "claude-3-5-sonnet");
@@ -397,7 +449,10 @@ mod tests {
         let yaml = "model_list:\n  - model_name: gpt\n    litellm_params:\n      model: openai/gpt-4o\n      colour: blue\nlitellm_settings:\n  drop_params: true\n";
         let (_, warnings) = load(yaml, &env()).unwrap_or_else(|e| panic!("{e:?}"));
         let paths: Vec<_> = warnings.iter().map(|w| w.path.as_str()).collect();
-        assert!(paths.contains(&"model_list[0].litellm_params.colour"), "{paths:?}");
+        assert!(
+            paths.contains(&"model_list[0].litellm_params.colour"),
+            "{paths:?}"
+        );
         assert!(paths.contains(&"litellm_settings"), "{paths:?}");
     }
 
@@ -406,15 +461,33 @@ mod tests {
         let yaml = "model_list:\n  - model_name: a\n    litellm_params:\n      model: bogus/x\n  - model_name: b\n    litellm_params:\n      model: azure/dep\nrouter_settings:\n  routing_strategy: fastest\n  fallbacks: [{b: [zzz]}]\n";
         let errs = load(yaml, &env()).err().unwrap_or_default();
         let paths: Vec<_> = errs.iter().map(|w| w.path.as_str()).collect();
-        assert!(paths.contains(&"model_list[0].litellm_params.model"), "{paths:?}");
-        assert!(paths.contains(&"model_list[1].litellm_params.api_base"), "{paths:?}");
-        assert!(paths.contains(&"router_settings.routing_strategy"), "{paths:?}");
-        assert!(paths.contains(&"router_settings.fallbacks[0].b[0]"), "{paths:?}");
+        assert!(
+            paths.contains(&"model_list[0].litellm_params.model"),
+            "{paths:?}"
+        );
+        assert!(
+            paths.contains(&"model_list[1].litellm_params.api_base"),
+            "{paths:?}"
+        );
+        assert!(
+            paths.contains(&"router_settings.routing_strategy"),
+            "{paths:?}"
+        );
+        assert!(
+            paths.contains(&"router_settings.fallbacks[0].b[0]"),
+            "{paths:?}"
+        );
     }
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for text in ["[1, 2", "- a\n- b", "model_list: 5", "\u{0}\u{1}", "model_list:\n  - 7"] {
+        for text in [
+            "[1, 2",
+            "- a\n- b",
+            "model_list: 5",
+            "\u{0}\u{1}",
+            "model_list:\n  - 7",
+        ] {
             assert!(load(text, &env()).is_err(), "{text:?}");
         }
     }

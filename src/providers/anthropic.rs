@@ -55,7 +55,10 @@ pub async fn messages(
         let usage: UsageSlot = Arc::new(Mutex::new(None));
         let translator = match reply_in {
             Dialect::Anthropic => None,
-            Dialect::OpenAi => Some(anthropic_upstream::StreamTranslator::new(model, client_wants_usage)),
+            Dialect::OpenAi => Some(anthropic_upstream::StreamTranslator::new(
+                model,
+                client_wants_usage,
+            )),
         };
         let stream = events(upstream, translator, usage.clone(), idle);
         return Ok(Reply::Stream { stream, usage });
@@ -149,7 +152,11 @@ fn events(
                 }
                 Ok(None) => {
                     st.finished = true;
-                    let tail = st.translator.as_mut().map(|t| t.finish()).unwrap_or_default();
+                    let tail = st
+                        .translator
+                        .as_mut()
+                        .map(|t| t.finish())
+                        .unwrap_or_default();
                     if tail.is_empty() {
                         return None;
                     }

@@ -25,7 +25,9 @@ pub fn http_client(extra_roots_pem: Option<&[u8]>) -> Result<HttpClient, String>
         use rustls_pki_types::pem::PemObject;
         for cert in rustls_pki_types::CertificateDer::pem_slice_iter(pem) {
             let cert = cert.map_err(|e| format!("bad CA certificate: {e}"))?;
-            roots.add(cert).map_err(|e| format!("bad CA certificate: {e}"))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("bad CA certificate: {e}"))?;
         }
     }
     let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -81,10 +83,16 @@ pub async fn read_reply(body: Incoming, timeout: Duration) -> Result<Bytes, Upst
     read_body(body, MAX_REPLY_BODY, timeout).await
 }
 
-async fn read_body(body: Incoming, limit: usize, timeout: Duration) -> Result<Bytes, UpstreamError> {
+async fn read_body(
+    body: Incoming,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, UpstreamError> {
     match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
         Err(_) => Err(UpstreamError::Timeout),
-        Ok(Err(e)) => Err(UpstreamError::Protocol(format!("reading the upstream body: {e}"))),
+        Ok(Err(e)) => Err(UpstreamError::Protocol(format!(
+            "reading the upstream body: {e}"
+        ))),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
     }
 }

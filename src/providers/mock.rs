@@ -28,7 +28,11 @@ fn text_of(content: &Value) -> String {
 }
 
 fn chat_prompt(body: &Map<String, Value>) -> (String, u64) {
-    let messages = body.get("messages").and_then(Value::as_array).cloned().unwrap_or_default();
+    let messages = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let mut prompt_tokens = 3;
     let mut last_user = String::new();
     for m in &messages {
@@ -58,7 +62,11 @@ fn now_secs() -> i64 {
     crate::types::now_ms() / 1000
 }
 
-pub async fn call(c: &Call<'_>, op: Operation, body: Map<String, Value>) -> Result<Reply, UpstreamError> {
+pub async fn call(
+    c: &Call<'_>,
+    op: Operation,
+    body: Map<String, Value>,
+) -> Result<Reply, UpstreamError> {
     let model = c.upstream_model;
     match op {
         Operation::Embedding => Ok(embeddings(model, &body)),
@@ -125,7 +133,14 @@ fn whole(op: Operation, model: &str, id: &str, text: &str, usage: Usage) -> Repl
     }
 }
 
-fn stream(op: Operation, model: &str, id: &str, text: &str, usage: Usage, include_usage: bool) -> Reply {
+fn stream(
+    op: Operation,
+    model: &str,
+    id: &str,
+    text: &str,
+    usage: Usage,
+    include_usage: bool,
+) -> Reply {
     let created = now_secs();
     let mut events: Vec<Bytes> = Vec::new();
     let chunk = |delta: Value, finish: Value| match op {
@@ -141,13 +156,19 @@ fn stream(op: Operation, model: &str, id: &str, text: &str, usage: Usage, includ
         }),
     };
     if op == Operation::Chat {
-        events.push(sse::data_event(&chunk(json!({"role": "assistant", "content": ""}), Value::Null).to_string()));
+        events.push(sse::data_event(
+            &chunk(json!({"role": "assistant", "content": ""}), Value::Null).to_string(),
+        ));
     }
     let words: Vec<&str> = text.split_inclusive(' ').collect();
     for w in words {
-        events.push(sse::data_event(&chunk(json!({"content": w}), Value::Null).to_string()));
+        events.push(sse::data_event(
+            &chunk(json!({"content": w}), Value::Null).to_string(),
+        ));
     }
-    events.push(sse::data_event(&chunk(json!({}), json!("stop")).to_string()));
+    events.push(sse::data_event(
+        &chunk(json!({}), json!("stop")).to_string(),
+    ));
     if include_usage {
         let last = json!({
             "id": format!("chatcmpl-{id}"),
@@ -176,13 +197,27 @@ fn embedding_of(text: &str, dims: usize) -> Vec<f64> {
         }
         block = Sha256::digest(block);
     }
-    let norm = out.iter().map(|x| x * x).sum::<f64>().sqrt().max(f64::EPSILON);
-    out.iter().map(|x| ((x / norm) * 1e6).round() / 1e6).collect()
+    let norm = out
+        .iter()
+        .map(|x| x * x)
+        .sum::<f64>()
+        .sqrt()
+        .max(f64::EPSILON);
+    out.iter()
+        .map(|x| ((x / norm) * 1e6).round() / 1e6)
+        .collect()
 }
 
 fn embeddings(model: &str, body: &Map<String, Value>) -> Reply {
     let inputs: Vec<String> = match body.get("input") {
-        Some(Value::Array(items)) => items.iter().map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string())
+            })
+            .collect(),
         Some(Value::String(s)) => vec![s.clone()],
         Some(other) => vec![other.to_string()],
         None => Vec::new(),
@@ -196,7 +231,9 @@ fn embeddings(model: &str, body: &Map<String, Value>) -> Reply {
     let data: Vec<Value> = inputs
         .iter()
         .enumerate()
-        .map(|(i, t)| json!({"object": "embedding", "index": i, "embedding": embedding_of(t, dims)}))
+        .map(
+            |(i, t)| json!({"object": "embedding", "index": i, "embedding": embedding_of(t, dims)}),
+        )
         .collect();
     let body = json!({
         "object": "list",
@@ -206,7 +243,10 @@ fn embeddings(model: &str, body: &Map<String, Value>) -> Reply {
     });
     Reply::Json {
         body: Bytes::from(body.to_string()),
-        usage: Some(Usage { prompt_tokens, completion_tokens: 0 }),
+        usage: Some(Usage {
+            prompt_tokens,
+            completion_tokens: 0,
+        }),
     }
 }
 

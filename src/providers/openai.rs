@@ -68,7 +68,10 @@ pub async fn call(
     if let Some(key) = &d.api_key {
         req = match d.provider {
             ProviderKind::Azure => req.header("api-key", key.expose()),
-            _ => req.header(http::header::AUTHORIZATION, format!("Bearer {}", key.expose())),
+            _ => req.header(
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", key.expose()),
+            ),
         };
     }
     if stream {
@@ -85,7 +88,10 @@ pub async fn call(
         .is_some_and(|v| v.starts_with("text/event-stream"));
     if stream && is_sse {
         let idle = d.stream_timeout.unwrap_or(c.timeout);
-        let upstream = resp.into_body().into_data_stream().map(|r| r.map_err(std::io::Error::other));
+        let upstream = resp
+            .into_body()
+            .into_data_stream()
+            .map(|r| r.map_err(std::io::Error::other));
         let usage: UsageSlot = Arc::new(Mutex::new(None));
         let stream = passthrough(Box::pin(upstream), client_wants_usage, usage.clone(), idle);
         return Ok(Reply::Stream { stream, usage });
@@ -149,7 +155,12 @@ fn memchr_usage(block: &[u8]) -> bool {
     block.windows(7).any(|w| w == b"\"usage\"")
 }
 
-fn passthrough(upstream: ByteStream, client_wants_usage: bool, usage: UsageSlot, idle: Duration) -> ByteStream {
+fn passthrough(
+    upstream: ByteStream,
+    client_wants_usage: bool,
+    usage: UsageSlot,
+    idle: Duration,
+) -> ByteStream {
     let state = Passthrough {
         upstream,
         splitter: SseSplitter::default(),
@@ -182,7 +193,10 @@ fn passthrough(upstream: ByteStream, client_wants_usage: bool, usage: UsageSlot,
                 }
                 Ok(Some(Err(e))) => {
                     st.finished = true;
-                    return Some((Ok(stream_error_event(&format!("upstream stream failed: {e}"))), st));
+                    return Some((
+                        Ok(stream_error_event(&format!("upstream stream failed: {e}"))),
+                        st,
+                    ));
                 }
                 Ok(None) => {
                     st.finished = true;

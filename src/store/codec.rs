@@ -40,7 +40,11 @@ mod tests {
 
     #[test]
     fn round_trips_and_rejects_garbage() {
-        let r = R { a: Some("x".into()), b: vec![1, 2], c: 0.5 };
+        let r = R {
+            a: Some("x".into()),
+            b: vec![1, 2],
+            c: 0.5,
+        };
         let bytes = encode(&r).unwrap_or_default();
         assert_eq!(decode::<R>(&bytes).ok(), Some(r));
         assert!(decode::<R>(&[]).is_err());

@@ -42,21 +42,66 @@ impl Tx {
         found.map(|v| codec::decode(v.value())).transpose()
     }
 
+    /// The key holding `alias`, if any.
+    pub fn key_by_alias(&self, alias: &str) -> Result<Option<KeyRecord>, StoreError> {
+        let token = {
+            let aliases = self.txn.open_table(tables::KEY_ALIASES)?;
+            let found = aliases.get(alias)?;
+            found.map(|t| t.value().to_string())
+        };
+        match token {
+            Some(t) => self.get_key(&t),
+            None => Ok(None),
+        }
+    }
+
+    /// Inserts or replaces a key, keeping the alias index in step. The caller checks that a
+    /// new alias is free.
     pub fn put_key(&mut self, record: &KeyRecord) -> Result<(), StoreError> {
+        let old_alias = self.get_key(&record.token)?.and_then(|r| r.key_alias);
         let bytes = codec::encode(record)?;
-        self.txn.open_table(tables::KEYS)?.insert(record.token.as_str(), bytes.as_slice())?;
+        self.txn
+            .open_table(tables::KEYS)?
+            .insert(record.token.as_str(), bytes.as_slice())?;
+        let mut aliases = self.txn.open_table(tables::KEY_ALIASES)?;
+        if let Some(old) = old_alias.filter(|a| Some(a) != record.key_alias.as_ref()) {
+            aliases.remove(old.as_str())?;
+        }
+        if let Some(alias) = &record.key_alias {
+            aliases.insert(alias.as_str(), record.token.as_str())?;
+        }
         self.dirty = true;
         Ok(())
     }
 
-    pub fn delete_key(&mut self, token: &str) -> Result<bool, StoreError> {
-        let removed = self.txn.open_table(tables::KEYS)?.remove(token)?.is_some();
-        self.dirty |= removed;
-        Ok(removed)
+    pub fn delete_key(&mut self, token: &str) -> Result<Option<KeyRecord>, StoreError> {
+        let removed = self
+            .txn
+            .open_table(tables::KEYS)?
+            .remove(token)?
+            .map(|v| v.value().to_vec());
+        let Some(bytes) = removed else {
+            return Ok(None);
+        };
+        let record: KeyRecord = codec::decode(&bytes)?;
+        if let Some(alias) = &record.key_alias {
+            self.txn
+                .open_table(tables::KEY_ALIASES)?
+                .remove(alias.as_str())?;
+        }
+        self.dirty = true;
+        Ok(Some(record))
     }
 }
 
 impl Store {
+    pub fn read_key(&self, token: &str) -> Result<Option<KeyRecord>, StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(tables::KEYS)?;
+        let found = table.get(token)?;
+        found.map(|v| codec::decode(v.value())).transpose()
+    }
+
     /// Every key: loaded once at start-up into the in-memory cache that serves authentication.
     pub fn all_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
         let txn = self.read()?;

@@ -30,7 +30,11 @@ pub enum StoreError {
     #[error("{path} is not a Portcullis data file (it holds other tables)")]
     Foreign { path: PathBuf },
     #[error("{path} was written by a newer Portcullis (schema {found}, this binary knows {known})")]
-    TooNew { path: PathBuf, found: u32, known: u32 },
+    TooNew {
+        path: PathBuf,
+        found: u32,
+        known: u32,
+    },
     #[error("storage failure: {0}")]
     Db(String),
     #[error("stored record is unreadable: {0}")]
@@ -111,11 +115,17 @@ impl Store {
                         });
                     }
                 }
-                Some(_) => return Err(StoreError::Foreign { path: path.to_path_buf() }),
+                Some(_) => {
+                    return Err(StoreError::Foreign {
+                        path: path.to_path_buf(),
+                    });
+                }
                 None => {
                     // A file that already has tables but no marker belongs to someone else.
                     if existed && meta.len()? == 0 && has_foreign_tables(&txn)? {
-                        return Err(StoreError::Foreign { path: path.to_path_buf() });
+                        return Err(StoreError::Foreign {
+                            path: path.to_path_buf(),
+                        });
                     }
                     meta.insert("format", FORMAT_MARKER)?;
                     meta.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice())?;
@@ -123,6 +133,7 @@ impl Store {
             }
         }
         txn.open_table(tables::KEYS)?;
+        txn.open_table(tables::KEY_ALIASES)?;
         txn.open_table(tables::AUDIT)?;
         txn.open_table(tables::AUDIT_HASHES)?;
         txn.commit()?;
@@ -234,28 +245,48 @@ mod tests {
             let db = Database::create(&foreign).unwrap_or_else(|e| panic!("{e}"));
             let txn = db.begin_write().unwrap_or_else(|e| panic!("{e}"));
             let def: redb::TableDefinition<&str, &str> = redb::TableDefinition::new("theirs");
-            txn.open_table(def).unwrap_or_else(|e| panic!("{e}")).insert("a", "b").unwrap_or_else(|e| panic!("{e}"));
+            txn.open_table(def)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .insert("a", "b")
+                .unwrap_or_else(|e| panic!("{e}"));
             txn.commit().unwrap_or_else(|e| panic!("{e}"));
         }
-        assert!(matches!(Store::open(&foreign), Err(StoreError::Foreign { .. })));
+        assert!(matches!(
+            Store::open(&foreign),
+            Err(StoreError::Foreign { .. })
+        ));
 
         let garbage = dir.path().join("garbage.redb");
-        std::fs::write(&garbage, b"this is not a database at all, just text").unwrap_or_else(|e| panic!("{e}"));
-        assert!(matches!(Store::open(&garbage), Err(StoreError::Open { .. })));
+        std::fs::write(&garbage, b"this is not a database at all, just text")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            Store::open(&garbage),
+            Err(StoreError::Open { .. })
+        ));
         // The refused file is left exactly as it was.
-        assert_eq!(std::fs::read(&garbage).unwrap_or_default(), b"this is not a database at all, just text");
+        assert_eq!(
+            std::fs::read(&garbage).unwrap_or_default(),
+            b"this is not a database at all, just text"
+        );
 
         let future = dir.path().join("future.redb");
         {
             let db = Database::create(&future).unwrap_or_else(|e| panic!("{e}"));
             let txn = db.begin_write().unwrap_or_else(|e| panic!("{e}"));
             {
-                let mut meta = txn.open_table(tables::META).unwrap_or_else(|e| panic!("{e}"));
-                meta.insert("format", FORMAT_MARKER).unwrap_or_else(|e| panic!("{e}"));
-                meta.insert("schema_version", 99u32.to_le_bytes().as_slice()).unwrap_or_else(|e| panic!("{e}"));
+                let mut meta = txn
+                    .open_table(tables::META)
+                    .unwrap_or_else(|e| panic!("{e}"));
+                meta.insert("format", FORMAT_MARKER)
+                    .unwrap_or_else(|e| panic!("{e}"));
+                meta.insert("schema_version", 99u32.to_le_bytes().as_slice())
+                    .unwrap_or_else(|e| panic!("{e}"));
             }
             txn.commit().unwrap_or_else(|e| panic!("{e}"));
         }
-        assert!(matches!(Store::open(&future), Err(StoreError::TooNew { found: 99, .. })));
+        assert!(matches!(
+            Store::open(&future),
+            Err(StoreError::TooNew { found: 99, .. })
+        ));
     }
 }

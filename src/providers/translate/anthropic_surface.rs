@@ -12,7 +12,10 @@ fn image_part(source: &Value) -> Option<Value> {
     let url = match source.get("type").and_then(Value::as_str) {
         Some("base64") => format!(
             "data:{};base64,{}",
-            source.get("media_type").and_then(Value::as_str).unwrap_or("image/png"),
+            source
+                .get("media_type")
+                .and_then(Value::as_str)
+                .unwrap_or("image/png"),
             source.get("data").and_then(Value::as_str).unwrap_or("")
         ),
         Some("url") => source.get("url").and_then(Value::as_str)?.to_string(),
@@ -24,11 +27,18 @@ fn image_part(source: &Value) -> Option<Value> {
 pub fn request_to_openai(body: Map<String, Value>) -> Result<Map<String, Value>, String> {
     let mut messages = Vec::new();
     match body.get("system") {
-        Some(Value::String(s)) if !s.is_empty() => messages.push(json!({"role": "system", "content": s})),
-        Some(v @ Value::Array(_)) => messages.push(json!({"role": "system", "content": text_of(Some(v))})),
+        Some(Value::String(s)) if !s.is_empty() => {
+            messages.push(json!({"role": "system", "content": s}))
+        }
+        Some(v @ Value::Array(_)) => {
+            messages.push(json!({"role": "system", "content": text_of(Some(v))}))
+        }
         _ => {}
     }
-    let turns = body.get("messages").and_then(Value::as_array).ok_or("`messages` must be an array")?;
+    let turns = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .ok_or("`messages` must be an array")?;
     for turn in turns {
         let role = turn.get("role").and_then(Value::as_str).unwrap_or("user");
         let blocks: Vec<Value> = match turn.get("content") {
@@ -63,16 +73,28 @@ pub fn request_to_openai(body: Map<String, Value>) -> Result<Map<String, Value>,
             }
         }
         if role == "assistant" {
-            let text = parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("");
+            let text = parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join("");
             let mut m = json!({"role": "assistant", "content": if text.is_empty() { Value::Null } else { Value::String(text) }});
             if !calls.is_empty() {
                 m["tool_calls"] = Value::Array(calls);
             }
             messages.push(m);
         } else if !parts.is_empty() {
-            let only_text = parts.iter().all(|p| p.get("type").and_then(Value::as_str) == Some("text"));
+            let only_text = parts
+                .iter()
+                .all(|p| p.get("type").and_then(Value::as_str) == Some("text"));
             let content = if only_text {
-                Value::String(parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join(""))
+                Value::String(
+                    parts
+                        .iter()
+                        .filter_map(|p| p.get("text").and_then(Value::as_str))
+                        .collect::<Vec<_>>()
+                        .join(""),
+                )
             } else {
                 Value::Array(parts)
             };
@@ -80,7 +102,10 @@ pub fn request_to_openai(body: Map<String, Value>) -> Result<Map<String, Value>,
         }
     }
     let mut out = Map::new();
-    out.insert("model".into(), body.get("model").cloned().unwrap_or(Value::Null));
+    out.insert(
+        "model".into(),
+        body.get("model").cloned().unwrap_or(Value::Null),
+    );
     out.insert("messages".into(), Value::Array(messages));
     if let Some(v) = body.get("max_tokens") {
         out.insert("max_tokens".into(), v.clone());
@@ -157,13 +182,26 @@ pub fn reply_from_openai(reply: Reply) -> Result<Reply, UpstreamError> {
 }
 
 fn message_from_openai(v: &Value, usage: Usage) -> Value {
-    let choice = v.get("choices").and_then(|c| c.get(0)).cloned().unwrap_or(Value::Null);
+    let choice = v
+        .get("choices")
+        .and_then(|c| c.get(0))
+        .cloned()
+        .unwrap_or(Value::Null);
     let msg = choice.get("message").cloned().unwrap_or(Value::Null);
     let mut content = Vec::new();
-    if let Some(text) = msg.get("content").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+    if let Some(text) = msg
+        .get("content")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+    {
         content.push(json!({"type": "text", "text": text}));
     }
-    for call in msg.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+    for call in msg
+        .get("tool_calls")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let f = call.get("function").cloned().unwrap_or(Value::Null);
         let args = f.get("arguments").and_then(Value::as_str).unwrap_or("{}");
         content.push(json!({
@@ -234,7 +272,8 @@ impl Translator {
     }
 
     fn delta(&self, out: &mut BytesMut, delta: Value) {
-        let e = json!({"type": "content_block_delta", "index": self.next_index - 1, "delta": delta});
+        let e =
+            json!({"type": "content_block_delta", "index": self.next_index - 1, "delta": delta});
         out.extend_from_slice(&sse::named_event("content_block_delta", &e.to_string()));
     }
 
@@ -249,13 +288,22 @@ impl Translator {
             return;
         };
         let delta = choice.get("delta").cloned().unwrap_or(Value::Null);
-        if let Some(text) = delta.get("content").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+        if let Some(text) = delta
+            .get("content")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+        {
             if self.block != Block::Text {
                 self.open_block(out, Block::Text, json!({"type": "text", "text": ""}));
             }
             self.delta(out, json!({"type": "text_delta", "text": text}));
         }
-        for call in delta.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+        for call in delta
+            .get("tool_calls")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             let index = call.get("index").and_then(Value::as_u64).unwrap_or(0);
             let f = call.get("function").cloned().unwrap_or(Value::Null);
             if self.block != Block::Tool(index) {
@@ -263,8 +311,15 @@ impl Translator {
                     "name": f.get("name").cloned().unwrap_or(json!("")), "input": {}});
                 self.open_block(out, Block::Tool(index), block);
             }
-            if let Some(args) = f.get("arguments").and_then(Value::as_str).filter(|a| !a.is_empty()) {
-                self.delta(out, json!({"type": "input_json_delta", "partial_json": args}));
+            if let Some(args) = f
+                .get("arguments")
+                .and_then(Value::as_str)
+                .filter(|a| !a.is_empty())
+            {
+                self.delta(
+                    out,
+                    json!({"type": "input_json_delta", "partial_json": args}),
+                );
             }
         }
         if let Some(f) = choice.get("finish_reason").and_then(Value::as_str) {
@@ -283,7 +338,10 @@ impl Translator {
             "delta": {"stop_reason": finish_to_anthropic(self.finish.as_deref()), "stop_sequence": null},
             "usage": usage_json(self.usage)});
         out.extend_from_slice(&sse::named_event("message_delta", &e.to_string()));
-        out.extend_from_slice(&sse::named_event("message_stop", "{\"type\":\"message_stop\"}"));
+        out.extend_from_slice(&sse::named_event(
+            "message_stop",
+            "{\"type\":\"message_stop\"}",
+        ));
     }
 }
 
@@ -291,41 +349,51 @@ fn translate_stream(upstream: ByteStream) -> ByteStream {
     let state = (
         upstream,
         SseSplitter::default(),
-        Translator { started: false, ended: false, block: Block::None, next_index: 0, finish: None, usage: Usage::default() },
+        Translator {
+            started: false,
+            ended: false,
+            block: Block::None,
+            next_index: 0,
+            finish: None,
+            usage: Usage::default(),
+        },
     );
-    Box::pin(futures_util::stream::unfold(state, |(mut up, mut splitter, mut t)| async move {
-        loop {
-            if t.ended {
-                return None;
-            }
-            let mut out = BytesMut::new();
-            match up.next().await {
-                Some(Ok(chunk)) => {
-                    for block in splitter.push(&chunk) {
-                        let event = sse::parse(&block);
-                        if event.data == "[DONE]" {
-                            t.end(&mut out);
-                            break;
-                        }
-                        let v: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
-                        if let Some(err) = v.get("error") {
-                            let e = json!({"type": "error", "error": {"type": "api_error",
-                                "message": err.get("message").cloned().unwrap_or(json!("upstream error"))}});
-                            out.extend_from_slice(&sse::named_event("error", &e.to_string()));
-                            t.ended = true;
-                            break;
-                        }
-                        t.chunk(&mut out, &v);
-                    }
+    Box::pin(futures_util::stream::unfold(
+        state,
+        |(mut up, mut splitter, mut t)| async move {
+            loop {
+                if t.ended {
+                    return None;
                 }
-                Some(Err(e)) => return Some((Err(e), (up, splitter, t))),
-                None => t.end(&mut out),
+                let mut out = BytesMut::new();
+                match up.next().await {
+                    Some(Ok(chunk)) => {
+                        for block in splitter.push(&chunk) {
+                            let event = sse::parse(&block);
+                            if event.data == "[DONE]" {
+                                t.end(&mut out);
+                                break;
+                            }
+                            let v: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
+                            if let Some(err) = v.get("error") {
+                                let e = json!({"type": "error", "error": {"type": "api_error",
+                                "message": err.get("message").cloned().unwrap_or(json!("upstream error"))}});
+                                out.extend_from_slice(&sse::named_event("error", &e.to_string()));
+                                t.ended = true;
+                                break;
+                            }
+                            t.chunk(&mut out, &v);
+                        }
+                    }
+                    Some(Err(e)) => return Some((Err(e), (up, splitter, t))),
+                    None => t.end(&mut out),
+                }
+                if !out.is_empty() {
+                    return Some((Ok(out.freeze()), (up, splitter, t)));
+                }
             }
-            if !out.is_empty() {
-                return Some((Ok(out.freeze()), (up, splitter, t)));
-            }
-        }
-    }))
+        },
+    ))
 }
 
 #[cfg(test)]
@@ -342,11 +410,18 @@ mod tests {
             ],
             "tools": [{"name": "f", "input_schema": {"type": "object"}}],
             "tool_choice": {"type": "any"}, "stream": true});
-        let out = request_to_openai(body.as_object().cloned().unwrap_or_default()).unwrap_or_default();
+        let out =
+            request_to_openai(body.as_object().cloned().unwrap_or_default()).unwrap_or_default();
         let msgs = out["messages"].as_array().cloned().unwrap_or_default();
         assert_eq!(msgs[0], json!({"role": "system", "content": "sys"}));
-        assert_eq!(msgs[2]["tool_calls"][0]["function"]["arguments"], "{\"a\":1}");
-        assert_eq!(msgs[3], json!({"role": "tool", "tool_call_id": "t1", "content": "ok"}));
+        assert_eq!(
+            msgs[2]["tool_calls"][0]["function"]["arguments"],
+            "{\"a\":1}"
+        );
+        assert_eq!(
+            msgs[3],
+            json!({"role": "tool", "tool_call_id": "t1", "content": "ok"})
+        );
         assert_eq!(out["tool_choice"], "required");
         assert_eq!(out["stream_options"]["include_usage"], true);
     }
@@ -358,12 +433,35 @@ mod tests {
             "data: {\"id\":\"chatcmpl-1\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}]}\n\ndata: {\"id\":\"chatcmpl-1\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"},\"finish_reason\":\"stop\"}]}\n\n",
             "data: {\"id\":\"chatcmpl-1\",\"model\":\"m\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}\n\ndata: [DONE]\n\n",
         ];
-        let up: ByteStream = Box::pin(futures_util::stream::iter(chunks.into_iter().map(|c| Ok(Bytes::from_static(c.as_bytes())))));
-        let out: Vec<Bytes> = translate_stream(up).filter_map(|r| async move { r.ok() }).collect().await;
-        let text: String = out.iter().map(|b| String::from_utf8_lossy(b).to_string()).collect();
-        let names: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("event: ")).collect();
-        assert_eq!(names, ["message_start", "content_block_start", "content_block_delta", "content_block_delta",
-            "content_block_stop", "message_delta", "message_stop"]);
+        let up: ByteStream = Box::pin(futures_util::stream::iter(
+            chunks
+                .into_iter()
+                .map(|c| Ok(Bytes::from_static(c.as_bytes()))),
+        ));
+        let out: Vec<Bytes> = translate_stream(up)
+            .filter_map(|r| async move { r.ok() })
+            .collect()
+            .await;
+        let text: String = out
+            .iter()
+            .map(|b| String::from_utf8_lossy(b).to_string())
+            .collect();
+        let names: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("event: "))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "message_start",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ]
+        );
         assert!(text.contains("\"output_tokens\":2"));
         assert!(text.contains("\"stop_reason\":\"end_turn\""));
     }

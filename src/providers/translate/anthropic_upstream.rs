@@ -29,7 +29,10 @@ fn blocks_of(content: Option<&Value>) -> Vec<Value> {
                     .filter(|t| !t.is_empty())
                     .map(|t| json!({"type": "text", "text": t})),
                 Some("image_url") => {
-                    let url = p.get("image_url").and_then(|i| i.get("url").or(Some(i))).and_then(Value::as_str)?;
+                    let url = p
+                        .get("image_url")
+                        .and_then(|i| i.get("url").or(Some(i)))
+                        .and_then(Value::as_str)?;
                     Some(image_block(url))
                 }
                 _ => None,
@@ -70,7 +73,12 @@ pub fn request_from_openai(body: &Map<String, Value>) -> Result<Map<String, Valu
             "system" | "developer" => system.push(text_of(content)),
             "assistant" => {
                 let mut blocks = blocks_of(content);
-                for call in m.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+                for call in m
+                    .get("tool_calls")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     let f = call.get("function").cloned().unwrap_or(Value::Null);
                     let args = f.get("arguments").and_then(Value::as_str).unwrap_or("{}");
                     let input: Value = serde_json::from_str(args).unwrap_or_else(|_| json!({}));
@@ -84,11 +92,17 @@ pub fn request_from_openai(body: &Map<String, Value>) -> Result<Map<String, Valu
                 push_turn(&mut turns, "assistant", blocks);
             }
             "tool" | "function" => {
-                let id = m.get("tool_call_id").or(m.get("name")).cloned().unwrap_or(json!(""));
+                let id = m
+                    .get("tool_call_id")
+                    .or(m.get("name"))
+                    .cloned()
+                    .unwrap_or(json!(""));
                 push_turn(
                     &mut turns,
                     "user",
-                    vec![json!({"type": "tool_result", "tool_use_id": id, "content": text_of(content)})],
+                    vec![
+                        json!({"type": "tool_result", "tool_use_id": id, "content": text_of(content)}),
+                    ],
                 );
             }
             _ => push_turn(&mut turns, "user", blocks_of(content)),
@@ -164,7 +178,9 @@ pub fn usage_of(u: Option<&Value>) -> Option<Usage> {
     let u = u?.as_object()?;
     let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
     Some(Usage {
-        prompt_tokens: n("input_tokens") + n("cache_creation_input_tokens") + n("cache_read_input_tokens"),
+        prompt_tokens: n("input_tokens")
+            + n("cache_creation_input_tokens")
+            + n("cache_read_input_tokens"),
         completion_tokens: n("output_tokens"),
     })
 }
@@ -180,7 +196,12 @@ fn usage_json(u: Usage) -> Value {
 pub fn reply_to_openai(msg: &Value) -> Value {
     let mut text = String::new();
     let mut calls = Vec::new();
-    for block in msg.get("content").and_then(Value::as_array).into_iter().flatten() {
+    for block in msg
+        .get("content")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         match block.get("type").and_then(Value::as_str) {
             Some("text") => text.push_str(block.get("text").and_then(Value::as_str).unwrap_or("")),
             Some("tool_use") => calls.push(json!({
@@ -254,7 +275,11 @@ impl StreamTranslator {
         match kind {
             Some("message_start") => {
                 let m = data.get("message").cloned().unwrap_or(Value::Null);
-                self.id = m.get("id").and_then(Value::as_str).unwrap_or("").to_string();
+                self.id = m
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
                 if let Some(u) = usage_of(m.get("usage")) {
                     self.usage.prompt_tokens = u.prompt_tokens;
                 }
@@ -308,7 +333,10 @@ impl StreamTranslator {
                         self.usage.prompt_tokens = u.prompt_tokens;
                     }
                 }
-                let stop = data.get("delta").and_then(|d| d.get("stop_reason")).and_then(Value::as_str);
+                let stop = data
+                    .get("delta")
+                    .and_then(|d| d.get("stop_reason"))
+                    .and_then(Value::as_str);
                 self.finish = finish_to_openai(stop);
                 self.chunk(json!({}), Some(self.finish.unwrap_or("stop")))
             }
@@ -387,7 +415,10 @@ mod tests {
             "usage": {"input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": 2}});
         let out = reply_to_openai(&msg);
         assert_eq!(out["choices"][0]["finish_reason"], "tool_calls");
-        assert_eq!(out["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"], "{\"city\":\"Paris\"}");
+        assert_eq!(
+            out["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"],
+            "{\"city\":\"Paris\"}"
+        );
         assert_eq!(out["usage"]["prompt_tokens"], 12);
         assert_eq!(out["usage"]["total_tokens"], 17);
     }

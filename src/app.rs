@@ -1,0 +1,66 @@
+//! `AppState`: the one bundle of shared services every HTTP surface receives. Cheap to clone
+//! (one `Arc`), built once by the server, no global statics anywhere.
+
+use crate::auth::Authenticator;
+use crate::router::Router;
+use crate::store::Store;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Starting = 0,
+    Ready = 1,
+    Draining = 2,
+}
+
+pub struct Inner {
+    pub auth: Authenticator,
+    pub store: Store,
+    pub router: Router,
+    pub max_request_bytes: usize,
+    /// Held across an administrative write and the cache update that follows it, so two
+    /// concurrent edits cannot land in the cache in the opposite order of their commits.
+    pub admin_writes: std::sync::Mutex<()>,
+    phase: AtomicU8,
+}
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(
+        auth: Authenticator,
+        store: Store,
+        router: Router,
+        max_request_bytes: usize,
+    ) -> Self {
+        AppState(Arc::new(Inner {
+            auth,
+            store,
+            router,
+            max_request_bytes,
+            admin_writes: std::sync::Mutex::new(()),
+            phase: AtomicU8::new(Phase::Starting as u8),
+        }))
+    }
+
+    pub fn phase(&self) -> Phase {
+        match self.phase.load(Ordering::Relaxed) {
+            0 => Phase::Starting,
+            1 => Phase::Ready,
+            _ => Phase::Draining,
+        }
+    }
+
+    pub fn set_phase(&self, phase: Phase) {
+        self.phase.store(phase as u8, Ordering::Relaxed);
+    }
+}

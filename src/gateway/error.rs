@@ -1,0 +1,195 @@
+//! Every failure of the LLM surfaces, and its one rendering per dialect: OpenAI's error envelope
+//! on the OpenAI routes, Anthropic's on `/v1/messages`. Upstream errors keep the upstream's
+//! status and, where it already speaks the client's dialect, its body.
+
+use crate::auth::AuthError;
+use crate::providers::{Dialect, UpstreamError};
+use crate::request::BodyError;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+#[derive(Debug)]
+pub enum GatewayError {
+    Body(BodyError),
+    Invalid {
+        message: String,
+        param: Option<&'static str>,
+    },
+    Auth(AuthError),
+    ModelNotAllowed {
+        model: String,
+    },
+    UnknownModel {
+        model: String,
+    },
+    NoDeployments {
+        model: String,
+        retry_after: Duration,
+    },
+    Upstream(UpstreamError),
+}
+
+impl GatewayError {
+    pub fn invalid(message: impl Into<String>, param: &'static str) -> Self {
+        GatewayError::Invalid {
+            message: message.into(),
+            param: Some(param),
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::Body(BodyError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::Body(_) | GatewayError::Invalid { .. } => StatusCode::BAD_REQUEST,
+            GatewayError::Auth(_) => StatusCode::UNAUTHORIZED,
+            GatewayError::ModelNotAllowed { .. } => StatusCode::FORBIDDEN,
+            GatewayError::UnknownModel { .. } => StatusCode::NOT_FOUND,
+            GatewayError::NoDeployments { .. } => StatusCode::TOO_MANY_REQUESTS,
+            GatewayError::Upstream(e) => match e {
+                UpstreamError::Status { status, .. } => *status,
+                UpstreamError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+                UpstreamError::Connect(_) | UpstreamError::Protocol(_) => StatusCode::BAD_GATEWAY,
+                UpstreamError::Unsupported(_) => StatusCode::BAD_REQUEST,
+            },
+        }
+    }
+
+    /// (OpenAI `type`, `code`) — the code is what scripts match on.
+    fn kind(&self) -> (&'static str, &'static str) {
+        match self {
+            GatewayError::Body(BodyError::TooLarge { .. }) => {
+                ("invalid_request_error", "request_too_large")
+            }
+            GatewayError::Body(_) => ("invalid_request_error", "invalid_json"),
+            GatewayError::Invalid { .. } => ("invalid_request_error", "invalid_value"),
+            GatewayError::Auth(e) => ("authentication_error", e.code()),
+            GatewayError::ModelNotAllowed { .. } => ("permission_error", "model_not_allowed"),
+            GatewayError::UnknownModel { .. } => ("invalid_request_error", "model_not_found"),
+            GatewayError::NoDeployments { .. } => ("rate_limit_error", "no_deployments_available"),
+            GatewayError::Upstream(e) => match e {
+                UpstreamError::Status { .. } => ("upstream_error", "upstream_error"),
+                UpstreamError::Timeout => ("timeout_error", "upstream_timeout"),
+                UpstreamError::Connect(_) => ("upstream_error", "upstream_unreachable"),
+                UpstreamError::Protocol(_) => ("upstream_error", "bad_upstream_response"),
+                UpstreamError::Unsupported(_) => ("invalid_request_error", "unsupported_operation"),
+            },
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            GatewayError::Body(e) => e.to_string(),
+            GatewayError::Invalid { message, .. } => message.clone(),
+            GatewayError::Auth(e) => e.to_string(),
+            GatewayError::ModelNotAllowed { model } => {
+                format!("This key is not allowed to use model `{model}`.")
+            }
+            GatewayError::UnknownModel { model } => {
+                format!("The model `{model}` does not exist on this gateway.")
+            }
+            GatewayError::NoDeployments { model, .. } => {
+                format!(
+                    "No deployments available for model `{model}`: all are cooling down after failures."
+                )
+            }
+            GatewayError::Upstream(e) => match e {
+                UpstreamError::Status { status, body, .. } => upstream_message(body)
+                    .unwrap_or_else(|| format!("The upstream provider answered {status}.")),
+                UpstreamError::Timeout => "The upstream provider did not answer in time.".into(),
+                UpstreamError::Connect(_) => "The upstream provider could not be reached.".into(),
+                UpstreamError::Protocol(_) => {
+                    "The upstream provider sent a reply that could not be understood.".into()
+                }
+                UpstreamError::Unsupported(m) => m.clone(),
+            },
+        }
+    }
+
+    fn param(&self) -> Option<&'static str> {
+        match self {
+            GatewayError::Invalid { param, .. } => *param,
+            GatewayError::ModelNotAllowed { .. } | GatewayError::UnknownModel { .. } => {
+                Some("model")
+            }
+            _ => None,
+        }
+    }
+
+    pub fn render(self, dialect: Dialect, call_id: &str) -> Response {
+        let status = self.status();
+        if let GatewayError::Upstream(
+            UpstreamError::Connect(detail) | UpstreamError::Protocol(detail),
+        ) = &self
+        {
+            // The detail may name internal hosts; it goes to the log once, not to the client.
+            tracing::warn!(call_id, detail = %detail, "upstream failure");
+        }
+        let body = match (&self, dialect) {
+            (GatewayError::Upstream(UpstreamError::Status { body, .. }), Dialect::OpenAi) if is_openai_error(body) => body.clone(),
+            (GatewayError::Upstream(UpstreamError::Status { body, .. }), Dialect::Anthropic) if is_anthropic_error(body) => body.clone(),
+            (_, Dialect::OpenAi) => {
+                let (kind, code) = self.kind();
+                Bytes::from(json!({"error": {"message": self.message(), "type": kind, "param": self.param(), "code": code}}).to_string())
+            }
+            (_, Dialect::Anthropic) => Bytes::from(
+                json!({"type": "error", "error": {"type": anthropic_type(status), "message": self.message()}}).to_string(),
+            ),
+        };
+        let mut resp = (status, body).into_response();
+        let h = resp.headers_mut();
+        h.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Ok(v) = HeaderValue::from_str(call_id) {
+            h.insert("x-litellm-call-id", v);
+        }
+        let retry_after = match &self {
+            GatewayError::NoDeployments { retry_after, .. } => Some(retry_after.as_secs().max(1)),
+            GatewayError::Upstream(e) => e.retry_after().map(|d| d.as_secs().max(1)),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
+            h.insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
+    }
+}
+
+fn upstream_message(body: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let e = v.get("error")?;
+    e.get("message")
+        .and_then(Value::as_str)
+        .or(e.as_str())
+        .map(str::to_string)
+}
+
+fn is_openai_error(body: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("error").map(|e| e.get("message").is_some()))
+        .unwrap_or(false)
+}
+
+fn is_anthropic_error(body: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .is_some_and(|v| v.get("type").and_then(Value::as_str) == Some("error"))
+}
+
+fn anthropic_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        529 => "overloaded_error",
+        _ => "api_error",
+    }
+}

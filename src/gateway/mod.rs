@@ -1,0 +1,288 @@
+//! The LLM surfaces: OpenAI's `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`,
+//! `/v1/models` (plus LiteLLM's bare and Azure-style aliases) and Anthropic's `/v1/messages`.
+//! Each request is authenticated, checked against the key's models, and handed to the router;
+//! the reply streams back untouched except for the headers LiteLLM clients read.
+
+mod access;
+mod error;
+mod validate;
+
+pub use access::may_use;
+pub use error::GatewayError;
+
+use crate::app::AppState;
+use crate::providers::{Dialect, Operation, Reply};
+use crate::request::{self, new_call_id};
+use crate::router::{RouteError, Routed};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use serde_json::json;
+use std::time::Instant;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/chat/completions", post(chat))
+        .route("/v1/completions", post(completions))
+        .route("/completions", post(completions))
+        .route("/v1/embeddings", post(embeddings))
+        .route("/embeddings", post(embeddings))
+        .route("/v1/messages", post(messages))
+        .route("/v1/models", get(list_models))
+        .route("/models", get(list_models))
+        .route("/v1/models/{*model}", get(get_model))
+        .route("/models/{*model}", get(get_model))
+        .route(
+            "/openai/deployments/{model}/chat/completions",
+            post(azure_chat),
+        )
+        .route(
+            "/openai/deployments/{model}/completions",
+            post(azure_completions),
+        )
+        .route(
+            "/openai/deployments/{model}/embeddings",
+            post(azure_embeddings),
+        )
+}
+
+async fn chat(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    serve(app, headers, body, Operation::Chat, Dialect::OpenAi, None).await
+}
+
+async fn completions(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    serve(
+        app,
+        headers,
+        body,
+        Operation::Completion,
+        Dialect::OpenAi,
+        None,
+    )
+    .await
+}
+
+async fn embeddings(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    serve(
+        app,
+        headers,
+        body,
+        Operation::Embedding,
+        Dialect::OpenAi,
+        None,
+    )
+    .await
+}
+
+async fn messages(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    serve(
+        app,
+        headers,
+        body,
+        Operation::Chat,
+        Dialect::Anthropic,
+        None,
+    )
+    .await
+}
+
+async fn azure_chat(
+    State(app): State<AppState>,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    serve(
+        app,
+        headers,
+        body,
+        Operation::Chat,
+        Dialect::OpenAi,
+        Some(model),
+    )
+    .await
+}
+
+async fn azure_completions(
+    State(app): State<AppState>,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    serve(
+        app,
+        headers,
+        body,
+        Operation::Completion,
+        Dialect::OpenAi,
+        Some(model),
+    )
+    .await
+}
+
+async fn azure_embeddings(
+    State(app): State<AppState>,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    serve(
+        app,
+        headers,
+        body,
+        Operation::Embedding,
+        Dialect::OpenAi,
+        Some(model),
+    )
+    .await
+}
+
+async fn serve(
+    app: AppState,
+    headers: HeaderMap,
+    body: Body,
+    op: Operation,
+    dialect: Dialect,
+    path_model: Option<String>,
+) -> Response {
+    let started = Instant::now();
+    let call_id = new_call_id();
+    match route(&app, &headers, body, op, dialect, path_model).await {
+        Ok(routed) => respond(routed, dialect, &call_id, started),
+        Err(e) => e.render(dialect, &call_id),
+    }
+}
+
+async fn route(
+    app: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    op: Operation,
+    dialect: Dialect,
+    path_model: Option<String>,
+) -> Result<Routed, GatewayError> {
+    let principal = app.auth.authenticate(headers).map_err(GatewayError::Auth)?;
+    let mut body = request::json_object(headers, body, app.max_request_bytes)
+        .await
+        .map_err(GatewayError::Body)?;
+    if let Some(m) = path_model {
+        body.insert("model".into(), serde_json::Value::String(m));
+    }
+    let model = validate::request(op, dialect, &body)?.to_string();
+    if !may_use(&principal, &model, &app.router) {
+        return Err(GatewayError::ModelNotAllowed { model });
+    }
+    let target = app
+        .router
+        .resolve(&model)
+        .ok_or(GatewayError::UnknownModel {
+            model: model.clone(),
+        })?;
+    let stream = body
+        .get("stream")
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
+    app.router
+        .execute(&target, op, dialect, &body, headers, stream)
+        .await
+        .map_err(|e| match e {
+            RouteError::NoDeployments { model, retry_after } => {
+                GatewayError::NoDeployments { model, retry_after }
+            }
+            RouteError::Upstream { error, .. } => GatewayError::Upstream(error),
+        })
+}
+
+fn respond(routed: Routed, dialect: Dialect, call_id: &str, started: Instant) -> Response {
+    let overhead = started.elapsed().saturating_sub(routed.upstream_time);
+    let d = &routed.deployment.deployment;
+    let mut resp = match routed.reply {
+        Reply::Json { body, .. } => {
+            let mut r = (StatusCode::OK, body).into_response();
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            r
+        }
+        Reply::Stream { stream, .. } => {
+            let mut r = Body::from_stream(stream).into_response();
+            let h = r.headers_mut();
+            h.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            );
+            h.insert(
+                http::header::CACHE_CONTROL,
+                HeaderValue::from_static("no-cache"),
+            );
+            h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+            r
+        }
+    };
+    let _ = dialect;
+    let h = resp.headers_mut();
+    let mut put = |name: &'static str, value: String| {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    };
+    put("x-litellm-call-id", call_id.to_string());
+    put("x-litellm-model-id", d.id.clone());
+    put("x-litellm-model-group", d.model_name.clone());
+    put("x-litellm-model-api-base", d.api_base.clone());
+    put(
+        "x-litellm-attempted-fallbacks",
+        routed.attempted_fallbacks.to_string(),
+    );
+    put(
+        "x-litellm-attempted-retries",
+        routed.attempted_retries.to_string(),
+    );
+    put(
+        "x-litellm-overhead-duration-ms",
+        format!("{:.3}", overhead.as_secs_f64() * 1000.0),
+    );
+    resp
+}
+
+async fn list_models(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    let call_id = new_call_id();
+    let principal = match app.auth.authenticate(&headers) {
+        Ok(p) => p,
+        Err(e) => return GatewayError::Auth(e).render(Dialect::OpenAi, &call_id),
+    };
+    let data: Vec<_> = app
+        .router
+        .groups()
+        .iter()
+        .filter(|g| may_use(&principal, &g.name, &app.router))
+        .map(|g| model_object(&g.name))
+        .collect();
+    axum::Json(json!({"object": "list", "data": data})).into_response()
+}
+
+async fn get_model(
+    State(app): State<AppState>,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let call_id = new_call_id();
+    let principal = match app.auth.authenticate(&headers) {
+        Ok(p) => p,
+        Err(e) => return GatewayError::Auth(e).render(Dialect::OpenAi, &call_id),
+    };
+    // A model the caller may not use is reported as absent, not as forbidden.
+    if app.router.resolve(&model).is_none() || !may_use(&principal, &model, &app.router) {
+        return GatewayError::UnknownModel { model }.render(Dialect::OpenAi, &call_id);
+    }
+    axum::Json(model_object(&model)).into_response()
+}
+
+fn model_object(name: &str) -> serde_json::Value {
+    json!({"id": name, "object": "model", "created": 1_677_610_602, "owned_by": "openai"})
+}

@@ -1,0 +1,73 @@
+//! Reading what a client sent: a size-capped body parsed as a JSON object, and the metadata
+//! (request id, address, user agent) recorded with the changes a request makes.
+
+use axum::body::Body;
+use http::HeaderMap;
+use http_body_util::{BodyExt, Limited};
+use serde_json::{Map, Value};
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum BodyError {
+    TooLarge { limit: usize },
+    Unreadable(String),
+    NotJson(String),
+    NotObject,
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyError::TooLarge { limit } => {
+                write!(f, "Request body is larger than the limit of {limit} bytes.")
+            }
+            BodyError::Unreadable(e) => write!(f, "Could not read the request body: {e}"),
+            BodyError::NotJson(e) => write!(f, "Request body is not valid JSON: {e}"),
+            BodyError::NotObject => write!(f, "Request body must be a JSON object."),
+        }
+    }
+}
+
+/// Reads the body (refusing more than `limit` bytes without reading them all) as a JSON object.
+pub async fn json_object(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Map<String, Value>, BodyError> {
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(BodyError::TooLarge { limit });
+    }
+    let bytes = match Limited::new(body, limit).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(BodyError::TooLarge { limit });
+        }
+        Err(e) => return Err(BodyError::Unreadable(e.to_string())),
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(BodyError::NotObject),
+        Err(e) => Err(BodyError::NotJson(e.to_string())),
+    }
+}
+
+/// A fresh request id (UUID v4), as LiteLLM's `x-litellm-call-id`.
+pub fn new_call_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+pub fn user_agent(headers: &HeaderMap) -> String {
+    headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .chars()
+        .take(256)
+        .collect()
+}

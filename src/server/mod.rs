@@ -1,0 +1,99 @@
+//! The server: builds `AppState` from the config and data dir, composes every surface's routes,
+//! accepts plain or TLS connections (HTTP/1.1 and HTTP/2), and drains gracefully on SIGTERM.
+
+mod boot;
+mod health;
+mod listen;
+
+use crate::api;
+use crate::app::AppState;
+use crate::auth::{Authenticator, KeyCache};
+use crate::config::TlsFiles;
+use crate::router::Router;
+use crate::store::Store;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+pub use boot::load_config;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("data directory {0}: {1}")]
+    DataDir(PathBuf, String),
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, String),
+    #[error("{0}")]
+    Io(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub config: Option<PathBuf>,
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub tls: Option<TlsFiles>,
+    /// Written (atomically) with the bound address once the server accepts connections.
+    pub ready_file: Option<PathBuf>,
+    /// The process environment, for `os.environ/` and the master key variables.
+    pub env: HashMap<String, String>,
+}
+
+pub fn build_app(state: AppState) -> axum::Router {
+    crate::gateway::routes()
+        .merge(api::routes())
+        .merge(health::routes())
+        .fallback(health::not_found)
+        .method_not_allowed_fallback(health::method_not_allowed)
+        .with_state(state)
+}
+
+pub async fn run(opts: ServeOptions) -> Result<(), ServerError> {
+    boot::ensure_data_dir(&opts.data_dir)?;
+    let config_path = boot::config_path(opts.config.as_deref(), &opts.data_dir)?;
+    let config = boot::load_config(&config_path, &opts.env)?;
+    let master = boot::master_key(&config, &opts.env, &opts.data_dir)?;
+
+    let store_path = opts.data_dir.join("portcullis.redb");
+    let store = {
+        let p = store_path.clone();
+        tokio::task::spawn_blocking(move || Store::open(&p))
+            .await
+            .map_err(|e| ServerError::Io(e.to_string()))??
+    };
+    let keys = KeyCache::default();
+    for record in store.all_keys()? {
+        keys.upsert(record);
+    }
+    let extra_roots = match opts.env.get("SSL_CERT_FILE") {
+        Some(path) => Some(
+            std::fs::read(path)
+                .map_err(|e| ServerError::Config(format!("SSL_CERT_FILE {path}: {e}")))?,
+        ),
+        None => None,
+    };
+    let client =
+        crate::providers::http_client(extra_roots.as_deref()).map_err(ServerError::Config)?;
+    let router = Router::new(&config, client);
+    tracing::info!(
+        config = %config_path.display(),
+        data = %store_path.display(),
+        models = router.groups().len(),
+        keys = keys.len(),
+        "state loaded"
+    );
+    let state = AppState::new(
+        Authenticator::new(Some(&master), keys),
+        store,
+        router,
+        config.max_request_bytes,
+    );
+    let tls = opts.tls.clone().or(config.tls.clone());
+    listen::serve(state, &opts, tls, config.shutdown_timeout).await
+}
