@@ -227,13 +227,26 @@ fn embeddings(model: &str, body: &Map<String, Value>) -> Reply {
         .and_then(Value::as_u64)
         .filter(|d| (1..=8192).contains(d))
         .unwrap_or(1536) as usize;
+    // OpenAI's SDKs ask for base64 (little-endian float32) by default and decode it themselves.
+    let base64 = body.get("encoding_format").and_then(Value::as_str) == Some("base64");
     let prompt_tokens: u64 = inputs.iter().map(|t| tokens(t)).sum();
     let data: Vec<Value> = inputs
         .iter()
         .enumerate()
-        .map(
-            |(i, t)| json!({"object": "embedding", "index": i, "embedding": embedding_of(t, dims)}),
-        )
+        .map(|(i, t)| {
+            let vector = embedding_of(t, dims);
+            let embedding = if base64 {
+                use base64::Engine;
+                let bytes: Vec<u8> = vector
+                    .iter()
+                    .flat_map(|x| (*x as f32).to_le_bytes())
+                    .collect();
+                json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                json!(vector)
+            };
+            json!({"object": "embedding", "index": i, "embedding": embedding})
+        })
         .collect();
     let body = json!({
         "object": "list",
