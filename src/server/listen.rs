@@ -1,6 +1,7 @@
 //! The accept loop: plain TCP or rustls, each connection served by hyper's auto builder
 //! (HTTP/1.1 or HTTP/2), all watched so SIGTERM can drain them; SIGHUP reloads the certificate.
 
+use super::notify::Notifier;
 use super::{ServeOptions, ServerError};
 use crate::api::PeerAddr;
 use crate::app::{AppState, Phase};
@@ -65,6 +66,18 @@ pub async fn serve(
     if let Some(path) = &opts.ready_file {
         write_ready_file(path, addr, acceptor.is_some())?;
     }
+    let systemd = Notifier::from_env(&opts.env);
+    systemd.notify("READY=1");
+    let watchdog = systemd.watchdog_every().map(|every| {
+        let systemd = systemd.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                systemd.notify("WATCHDOG=1");
+            }
+        })
+    });
     tracing::info!(%addr, tls = acceptor.is_some(), "listening");
 
     loop {
@@ -113,6 +126,7 @@ pub async fn serve(
                 });
             }
             _ = hup.recv() => {
+                systemd.notify("RELOADING=1");
                 match &certs {
                     Some(c) => match c.reload() {
                         Ok(()) => tracing::info!("SIGHUP: reloaded the TLS certificate"),
@@ -120,6 +134,7 @@ pub async fn serve(
                     },
                     None => tracing::info!("SIGHUP: nothing to reload (no TLS); config changes need a restart"),
                 }
+                systemd.notify("READY=1");
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
@@ -127,6 +142,7 @@ pub async fn serve(
     }
 
     state.set_phase(Phase::Draining);
+    systemd.notify("STOPPING=1");
     drop(listener);
     tracing::info!(
         timeout_s = drain_timeout.as_secs_f64(),
@@ -135,6 +151,10 @@ pub async fn serve(
     tokio::select! {
         _ = graceful.shutdown() => tracing::info!("drained; exiting"),
         _ = tokio::time::sleep(drain_timeout) => tracing::warn!("drain timeout reached; exiting with requests still open"),
+    }
+    // The watchdog keeps pinging through the drain, so a long drain is not mistaken for a hang.
+    if let Some(w) = watchdog {
+        w.abort();
     }
     Ok(())
 }

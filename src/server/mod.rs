@@ -4,6 +4,7 @@
 mod boot;
 mod health;
 mod listen;
+mod notify;
 
 use crate::api;
 use crate::app::AppState;
