@@ -43,6 +43,13 @@ fn token_of(given: &str) -> String {
     }
 }
 
+/// Whether a caller-chosen secret can be presented at all: HTTP headers cannot carry control
+/// characters and clients trim or split on whitespace, so such a key would lock its owner out
+/// (after a regeneration, for good).
+fn usable_secret(k: &str) -> bool {
+    k.starts_with("sk-") && k.len() >= 20 && k.bytes().all(|b| b.is_ascii_graphic())
+}
+
 async fn body_of(
     app: &AppState,
     headers: &HeaderMap,
@@ -146,14 +153,10 @@ async fn generate(
             request_id: caller.origin.request_id.clone(),
             detail: format!("no randomness: {e}"),
         })?,
-        Some(Value::String(k))
-            if k.starts_with("sk-") && k.len() >= 20 && !k.chars().any(char::is_whitespace) =>
-        {
-            k.clone()
-        }
+        Some(Value::String(k)) if usable_secret(k) => k.clone(),
         Some(_) => {
             return Err(ApiError::invalid(
-                "`key` must start with `sk-` and be at least 20 characters without spaces.",
+                "`key` must start with `sk-` and be at least 20 printable ASCII characters without spaces.",
                 "key",
             ));
         }
@@ -267,7 +270,10 @@ async fn delete(
                 .ok_or_else(|| ApiError::NotFound(format!("No key has the alias `{alias}`.")))?;
             tokens.push(r.token);
         }
-        tokens.dedup();
+        // The same key may be named twice (by secret and by alias, not necessarily adjacent):
+        // delete it once instead of failing the second time as unknown.
+        let mut seen = std::collections::HashSet::new();
+        tokens.retain(|t| seen.insert(t.clone()));
         let mut removed = Vec::new();
         for t in &tokens {
             let r = tx
@@ -292,10 +298,10 @@ async fn info(
     caller: Caller,
     Query(q): Query<InfoQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let (given, token) = match (&q.key, &caller.principal) {
-        (Some(k), _) => (k.clone(), token_of(k)),
+    let token = match (&q.key, &caller.principal) {
+        (Some(k), _) => token_of(k),
         // With no `key`, a key asks about itself (as in LiteLLM).
-        (None, Principal::Key(k)) => (k.token.clone(), k.token.clone()),
+        (None, Principal::Key(k)) => k.token.clone(),
         (None, Principal::Master) => return Err(ApiError::invalid("`key` is required.", "key")),
     };
     if let Principal::Key(own) = &caller.principal
@@ -311,7 +317,9 @@ async fn info(
             detail: e.to_string(),
         })??
         .ok_or_else(|| ApiError::NotFound("Key not found.".into()))?;
-    Ok(Json(json!({"key": given, "info": view(&record)})))
+    // `key` is the token even when the secret was given: a secret is shown once, at creation,
+    // and never again (answers end up in logs, UIs and proxies).
+    Ok(Json(json!({"key": record.token, "info": view(&record)})))
 }
 
 #[derive(Deserialize)]
@@ -431,10 +439,10 @@ async fn regenerate(
         }
     };
     let new_secret = match body.remove("new_key") {
-        Some(Value::String(k)) if k.starts_with("sk-") && k.len() >= 20 => k,
+        Some(Value::String(k)) if usable_secret(&k) => k,
         Some(_) => {
             return Err(ApiError::invalid(
-                "`new_key` must start with `sk-` and be at least 20 characters.",
+                "`new_key` must start with `sk-` and be at least 20 printable ASCII characters without spaces.",
                 "new_key",
             ));
         }

@@ -155,6 +155,11 @@ impl GatewayError {
         if let Some(secs) = retry_after {
             h.insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
         }
+        if let GatewayError::Body(BodyError::TooLarge { .. }) = &self {
+            // The rest of the body was never read, so the server may close this connection;
+            // saying so stops the client from reusing it for its next request.
+            h.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
         resp
     }
 }
@@ -169,10 +174,12 @@ fn upstream_message(body: &[u8]) -> Option<String> {
 }
 
 fn is_openai_error(body: &[u8]) -> bool {
-    serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|v| v.get("error").map(|e| e.get("message").is_some()))
-        .unwrap_or(false)
+    // Anthropic's envelope also has `error.message`; its top-level `"type": "error"` tells
+    // them apart, so an Anthropic upstream's error is re-enveloped for OpenAI clients.
+    serde_json::from_slice::<Value>(body).ok().is_some_and(|v| {
+        v.get("error").is_some_and(|e| e.get("message").is_some())
+            && v.get("type").and_then(Value::as_str) != Some("error")
+    })
 }
 
 fn is_anthropic_error(body: &[u8]) -> bool {

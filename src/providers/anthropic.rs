@@ -21,7 +21,8 @@ pub async fn messages(
     reply_in: Dialect,
     client_wants_usage: bool,
 ) -> Result<Reply, UpstreamError> {
-    super::strip_proxy_params(&mut body);
+    // Always an Anthropic-shaped body here: the client's, or one translated from OpenAI.
+    super::strip_anthropic_proxy_params(&mut body);
     body.insert("model".into(), Value::String(c.upstream_model.to_string()));
     let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let d = c.deployment;

@@ -112,6 +112,7 @@ pub struct Call<'a> {
 /// Keys LiteLLM's clients send that are for the proxy, never for the provider.
 const PROXY_ONLY_PARAMS: &[&str] = &[
     "metadata",
+    "litellm_metadata",
     "mock_response",
     "num_retries",
     "fallbacks",
@@ -121,8 +122,18 @@ const PROXY_ONLY_PARAMS: &[&str] = &[
     "user_api_key",
 ];
 
+/// Removes the proxy's own keys from an OpenAI-shaped body.
 pub fn strip_proxy_params(body: &mut Map<String, Value>) {
     for k in PROXY_ONLY_PARAMS {
+        body.remove(*k);
+    }
+}
+
+/// The same for an Anthropic Messages body, where `metadata` (`{"user_id"}`) is Anthropic's own
+/// field and is kept: LiteLLM clients put the proxy's metadata in `litellm_metadata` there, and
+/// the OpenAI → Anthropic translation puts the OpenAI `user` in `metadata.user_id`.
+pub fn strip_anthropic_proxy_params(body: &mut Map<String, Value>) {
+    for k in PROXY_ONLY_PARAMS.iter().filter(|k| **k != "metadata") {
         body.remove(*k);
     }
 }

@@ -11,7 +11,8 @@ mod tables;
 
 use crate::audit::{Actor, Change, Entry, Origin};
 use redb::{
-    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableHandle, WriteTransaction,
+    Database, ReadOnlyDatabase, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableHandle, WriteTransaction,
 };
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -95,6 +96,10 @@ impl Store {
             detail,
         };
         let existed = path.exists();
+        // An empty file (created but never written) is adopted like a missing one.
+        if std::fs::metadata(path).is_ok_and(|m| m.len() > 0) {
+            inspect_read_only(path)?;
+        }
         let db = Database::create(path).map_err(|e| open_err(e.to_string()))?;
         let txn = db.begin_write()?;
         {
@@ -122,7 +127,7 @@ impl Store {
                 }
                 None => {
                     // A file that already has tables but no marker belongs to someone else.
-                    if existed && meta.len()? == 0 && has_foreign_tables(&txn)? {
+                    if existed && (meta.len()? != 0 || has_foreign_tables(&txn)?) {
                         return Err(StoreError::Foreign {
                             path: path.to_path_buf(),
                         });
@@ -180,6 +185,58 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// Judges an existing file without writing to it. redb writes to every file it opens for
+/// writing (at the least its allocator state, on close), and a file that is not ours, or that a
+/// newer release wrote, must be left exactly as it was.
+fn inspect_read_only(path: &Path) -> Result<(), StoreError> {
+    let foreign = || StoreError::Foreign {
+        path: path.to_path_buf(),
+    };
+    let db = match ReadOnlyDatabase::open(path) {
+        Ok(db) => db,
+        // Not shut down cleanly (a crash, SIGKILL): only a read-write open can repair it, and
+        // the same checks run there once it has.
+        Err(redb::DatabaseError::RepairAborted) => return Ok(()),
+        Err(e) => {
+            return Err(StoreError::Open {
+                path: path.to_path_buf(),
+                detail: e.to_string(),
+            });
+        }
+    };
+    let txn = db.begin_read()?;
+    let names: Vec<String> = txn.list_tables()?.map(|t| t.name().to_string()).collect();
+    if !names.iter().any(|n| n == "meta") {
+        // No marker: an empty database is adopted, one holding tables is someone else's.
+        return if names.is_empty() {
+            Ok(())
+        } else {
+            Err(foreign())
+        };
+    }
+    // A `meta` table of other key/value types is someone else's too.
+    let meta = txn.open_table(tables::META).map_err(|_| foreign())?;
+    let marker = meta.get("format")?.map(|v| v.value().to_vec());
+    match marker {
+        Some(m) if m == FORMAT_MARKER => {}
+        None if meta.len()? == 0 && names.len() == 1 => return Ok(()),
+        _ => return Err(foreign()),
+    }
+    let found = meta
+        .get("schema_version")?
+        .and_then(|v| <[u8; 4]>::try_from(v.value()).ok())
+        .map(u32::from_le_bytes)
+        .unwrap_or(0);
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found,
+            known: SCHEMA_VERSION,
+        });
+    }
+    Ok(())
 }
 
 fn has_foreign_tables(txn: &WriteTransaction) -> Result<bool, StoreError> {
@@ -251,10 +308,13 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{e}"));
             txn.commit().unwrap_or_else(|e| panic!("{e}"));
         }
+        let foreign_bytes = std::fs::read(&foreign).unwrap_or_default();
         assert!(matches!(
             Store::open(&foreign),
             Err(StoreError::Foreign { .. })
         ));
+        // Refused, and not written to either.
+        assert!(std::fs::read(&foreign).unwrap_or_default() == foreign_bytes);
 
         let garbage = dir.path().join("garbage.redb");
         std::fs::write(&garbage, b"this is not a database at all, just text")
@@ -284,9 +344,11 @@ mod tests {
             }
             txn.commit().unwrap_or_else(|e| panic!("{e}"));
         }
+        let future_bytes = std::fs::read(&future).unwrap_or_default();
         assert!(matches!(
             Store::open(&future),
             Err(StoreError::TooNew { found: 99, .. })
         ));
+        assert!(std::fs::read(&future).unwrap_or_default() == future_bytes);
     }
 }

@@ -32,6 +32,11 @@ pub struct Options {
     pub args: Vec<String>,
     /// Set PORTCULLIS_MASTER_KEY to [`MASTER_KEY`] (default true via [`Options::new`]).
     pub master_key: bool,
+    /// Use this data dir instead of `<temp>/data` (e.g. one prepared before start).
+    pub data_dir: Option<PathBuf>,
+    /// Pass the listen address and data dir as PORTCULLIS_LISTEN / PORTCULLIS_DATA_DIR instead
+    /// of `--listen` / `--data-dir`.
+    pub paths_via_env: bool,
 }
 
 impl Options {
@@ -57,10 +62,57 @@ impl Options {
         self.master_key = false;
         self
     }
+    /// Serve on an existing data dir (kept by the caller) instead of a fresh one.
+    pub fn data_dir(mut self, path: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(path.into());
+        self
+    }
+    /// Give the listen address and data dir through the environment rather than flags.
+    pub fn paths_via_env(mut self) -> Self {
+        self.paths_via_env = true;
+        self
+    }
     pub fn start(self) -> Gateway {
         let dir = std::sync::Arc::new(tempfile::tempdir().expect("temp dir"));
         Gateway::spawn(self, dir)
     }
+    /// Starts the binary expecting it to refuse to start: returns its exit status and log.
+    /// Panics if it becomes ready or does not exit within the start deadline.
+    pub fn start_expect_failure(self) -> (ExitStatus, String) {
+        let dir = std::sync::Arc::new(tempfile::tempdir().expect("temp dir"));
+        let (mut cmd, paths) = Gateway::command(&self, &dir);
+        let mut child = cmd.spawn().expect("spawn portcullis");
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return (
+                    status,
+                    std::fs::read_to_string(&paths.log).unwrap_or_default(),
+                );
+            }
+            if paths.ready.exists() {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "portcullis started but was expected to fail:\n{}",
+                    std::fs::read_to_string(&paths.log).unwrap_or_default()
+                );
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("portcullis neither failed nor became ready");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Where one spawn keeps its files.
+struct SpawnPaths {
+    data_dir: PathBuf,
+    ready: PathBuf,
+    log: PathBuf,
 }
 
 pub fn binary() -> &'static str {
@@ -73,19 +125,24 @@ impl Gateway {
         Options::new().config(config).start()
     }
 
-    fn spawn(opts: Options, dir: std::sync::Arc<tempfile::TempDir>) -> Gateway {
-        let data_dir = dir.path().join("data");
+    /// The command line and environment for one start, its log file opened for appending.
+    fn command(opts: &Options, dir: &tempfile::TempDir) -> (Command, SpawnPaths) {
+        let data_dir = opts
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| dir.path().join("data"));
         let ready = dir.path().join("ready.json");
         let _ = std::fs::remove_file(&ready);
         let log = dir.path().join("gateway.log");
         let mut cmd = Command::new(binary());
-        cmd.arg("serve")
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .arg("--ready-file")
-            .arg(&ready);
+        cmd.arg("serve");
+        if !opts.paths_via_env {
+            cmd.arg("--listen")
+                .arg("127.0.0.1:0")
+                .arg("--data-dir")
+                .arg(&data_dir);
+        }
+        cmd.arg("--ready-file").arg(&ready);
         if let Some(cfg) = &opts.config {
             let path = dir.path().join("config.yaml");
             std::fs::write(&path, cfg).unwrap();
@@ -96,8 +153,17 @@ impl Gateway {
             .env_remove("LITELLM_MASTER_KEY");
         cmd.env_remove("PORTCULLIS_CONFIG")
             .env_remove("PORTCULLIS_DATA_DIR")
-            .env_remove("PORTCULLIS_LISTEN");
+            .env_remove("PORTCULLIS_LISTEN")
+            .env_remove("PORTCULLIS_SSL_CERTFILE")
+            .env_remove("PORTCULLIS_SSL_KEYFILE");
         cmd.env("PORTCULLIS_LOG", "info,portcullis=debug");
+        if opts.paths_via_env {
+            // Run inside the temp dir: if the variables were ignored, the default
+            // `./portcullis-data` lands there instead of in the source tree.
+            cmd.env("PORTCULLIS_LISTEN", "127.0.0.1:0")
+                .env("PORTCULLIS_DATA_DIR", &data_dir)
+                .current_dir(dir.path());
+        }
         if opts.master_key {
             cmd.env("PORTCULLIS_MASTER_KEY", MASTER_KEY);
         }
@@ -112,6 +178,21 @@ impl Gateway {
         cmd.stdout(Stdio::from(logfile.try_clone().unwrap()))
             .stderr(Stdio::from(logfile))
             .stdin(Stdio::null());
+        let paths = SpawnPaths {
+            data_dir,
+            ready,
+            log,
+        };
+        (cmd, paths)
+    }
+
+    fn spawn(opts: Options, dir: std::sync::Arc<tempfile::TempDir>) -> Gateway {
+        let (mut cmd, paths) = Gateway::command(&opts, &dir);
+        let SpawnPaths {
+            data_dir,
+            ready,
+            log,
+        } = paths;
         let mut child = cmd.spawn().expect("spawn portcullis");
         let deadline = Instant::now() + START_DEADLINE;
         loop {
