@@ -87,6 +87,14 @@ impl IntoResponse for ApiError {
             "param": param,
             "code": status.as_u16().to_string(),
         }});
-        (status, axum::Json(body)).into_response()
+        let mut resp = (status, axum::Json(body)).into_response();
+        if let ApiError::Body(BodyError::TooLarge { .. }) = &self {
+            // The unread rest of the body makes this connection unusable for a next request.
+            resp.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+        }
+        resp
     }
 }

@@ -145,7 +145,9 @@ impl GatewayError {
             HeaderValue::from_static("application/json"),
         );
         if let Ok(v) = HeaderValue::from_str(call_id) {
-            h.insert("x-litellm-call-id", v);
+            h.insert("x-litellm-call-id", v.clone());
+            h.insert("x-request-id", v.clone());
+            h.insert("request-id", v);
         }
         let retry_after = match &self {
             GatewayError::NoDeployments { retry_after, .. } => Some(retry_after.as_secs().max(1)),

@@ -186,8 +186,9 @@ async fn route(
         .get("stream")
         .and_then(serde_json::Value::as_bool)
         .unwrap_or(false);
+    let may_use_model = |name: &str| may_use(&principal, name, &app.router);
     app.router
-        .execute(&target, op, dialect, &body, headers, stream)
+        .execute(&target, op, dialect, &body, headers, stream, &may_use_model)
         .await
         .map_err(|e| match e {
             RouteError::NoDeployments { model, retry_after } => {
@@ -232,6 +233,9 @@ fn respond(routed: Routed, dialect: Dialect, call_id: &str, started: Instant) ->
         }
     };
     put("x-litellm-call-id", call_id.to_string());
+    // The SDKs expose these as `_request_id` (OpenAI) and `request_id` (Anthropic).
+    put("x-request-id", call_id.to_string());
+    put("request-id", call_id.to_string());
     put("x-litellm-model-id", d.id.clone());
     put("x-litellm-model-group", d.model_name.clone());
     put("x-litellm-model-api-base", d.api_base.clone());

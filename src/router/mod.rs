@@ -226,6 +226,7 @@ impl Router {
         body: &Map<String, Value>,
         headers: &HeaderMap,
         stream: bool,
+        may_use: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<Routed, RouteError> {
         let started = Instant::now();
         let mut chain: Vec<(Arc<Group>, Option<String>)> =
@@ -237,7 +238,8 @@ impl Router {
             .into_iter()
             .flatten()
         {
-            if let Some(t) = self.resolve(name) {
+            // A fallback is still a model: the caller must be allowed to use it.
+            if let Some(t) = self.resolve(name).filter(|_| may_use(name)) {
                 chain.push((t.group, None));
             }
         }
@@ -246,7 +248,14 @@ impl Router {
         let mut min_cooldown = self.settings.cooldown;
         for (fallback_no, (group, captured)) in chain.iter().enumerate() {
             let mut tried: Vec<usize> = Vec::new();
-            let attempts = 1 + self.settings.num_retries;
+            // A deployment's own `max_retries` overrides the router's `num_retries` for its group.
+            let retries_here = group
+                .members
+                .iter()
+                .filter_map(|m| m.deployment.max_retries)
+                .max()
+                .unwrap_or(self.settings.num_retries);
+            let attempts = 1 + retries_here;
             for attempt in 0..attempts {
                 let Some(i) = self.pick(group, &tried) else {
                     let now = crate::types::now_ms();

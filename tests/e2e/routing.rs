@@ -180,7 +180,21 @@ async fn a_failing_group_falls_back_to_the_next() {
         ],
         json!({"router_settings": {"num_retries": 1, "fallbacks": [{"primary": ["backup"]}]}}),
     );
-    let key = new_key(&gw, json!(["primary"])).await;
+    // A fallback is a model like any other: a key that may not use it is not served by it.
+    let narrow = new_key(&gw, json!(["primary"])).await;
+    primary.push(Behavior::status(500));
+    primary.push(Behavior::status(500));
+    let (status, _, body) =
+        post_json(&gw, "/v1/chat/completions", &narrow, &hello("primary")).await;
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(
+        backup.request_count(),
+        0,
+        "no fallback to a model the key may not use"
+    );
+    primary.clear();
+
+    let key = new_key(&gw, json!(["primary", "backup"])).await;
     primary.push(Behavior::status(500));
     primary.push(Behavior::status(500));
     let (status, h, body) = post_json(&gw, "/v1/chat/completions", &key, &hello("primary")).await;

@@ -280,6 +280,10 @@ impl StreamTranslator {
                     .and_then(Value::as_str)
                     .unwrap_or("")
                     .to_string();
+                if let Some(model) = m.get("model").and_then(Value::as_str) {
+                    // Name the model as the non-streamed reply does: the upstream's own name.
+                    self.model = model.to_string();
+                }
                 if let Some(u) = usage_of(m.get("usage")) {
                     self.usage.prompt_tokens = u.prompt_tokens;
                 }
