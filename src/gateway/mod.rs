@@ -13,7 +13,7 @@ pub use error::GatewayError;
 use crate::app::AppState;
 use crate::providers::{Dialect, Operation, Reply};
 use crate::request::{self, new_call_id};
-use crate::router::{RouteError, Routed};
+use crate::router::{RouteCall, RouteError, Routed};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -188,7 +188,15 @@ async fn route(
         .unwrap_or(false);
     let may_use_model = |name: &str| may_use(&principal, name, &app.router);
     app.router
-        .execute(&target, op, dialect, &body, headers, stream, &may_use_model)
+        .execute(RouteCall {
+            target: &target,
+            op,
+            dialect,
+            body: &body,
+            headers,
+            stream,
+            may_use: &may_use_model,
+        })
         .await
         .map_err(|e| match e {
             RouteError::NoDeployments { model, retry_after } => {

@@ -45,6 +45,18 @@ pub struct Target {
     pub captured: Option<String>,
 }
 
+/// One call to route: what to send, in which dialect, and which models the caller may use
+/// (fallback groups it may not use are skipped).
+pub struct RouteCall<'a> {
+    pub target: &'a Target,
+    pub op: Operation,
+    pub dialect: Dialect,
+    pub body: &'a Map<String, Value>,
+    pub headers: &'a HeaderMap,
+    pub stream: bool,
+    pub may_use: &'a (dyn Fn(&str) -> bool + Sync),
+}
+
 pub struct Routed {
     pub reply: Reply,
     pub deployment: Arc<Member>,
@@ -216,18 +228,18 @@ impl Router {
         Duration::from_millis((base + jitter).min(5_000))
     }
 
-    /// Runs a call against `target`'s group, then its fallbacks, until one succeeds or a
-    /// failure is not worth retrying.
-    pub async fn execute(
-        &self,
-        target: &Target,
-        op: Operation,
-        dialect: Dialect,
-        body: &Map<String, Value>,
-        headers: &HeaderMap,
-        stream: bool,
-        may_use: &(dyn Fn(&str) -> bool + Sync),
-    ) -> Result<Routed, RouteError> {
+    /// Runs a call against its target group, then the group's fallbacks, until one succeeds
+    /// or a failure is not worth retrying.
+    pub async fn execute(&self, call: RouteCall<'_>) -> Result<Routed, RouteError> {
+        let RouteCall {
+            target,
+            op,
+            dialect,
+            body,
+            headers,
+            stream,
+            may_use,
+        } = call;
         let started = Instant::now();
         let mut chain: Vec<(Arc<Group>, Option<String>)> =
             vec![(target.group.clone(), target.captured.clone())];
