@@ -134,7 +134,10 @@ fn main() -> ExitCode {
                 Err(e) => {
                     tracing::error!("{e}");
                     eprintln!("portcullis: {e}");
-                    ExitCode::FAILURE
+                    match e {
+                        server::ServerError::InvalidConfig(_) => ExitCode::from(EXIT_BAD_CONFIG),
+                        _ => ExitCode::FAILURE,
+                    }
                 }
             }
         }

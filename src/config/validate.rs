@@ -50,24 +50,72 @@ pub(super) fn load(text: &str, env: &HashMap<String, String>) -> Loaded {
         return Err(errors);
     }
 
+    // Each section (and each model entry) is typed on its own, so one run reports every
+    // type error rather than only the first.
     let mut warnings = Vec::new();
-    let raw: RawConfig = {
-        let mut on_ignored = |path: serde_ignored::Path<'_>| {
-            warnings.push(problem(
-                yaml_path(&path.to_string()),
-                "unknown key, ignored",
-            ));
-        };
-        let ignored = serde_ignored::Deserializer::new(&value, &mut on_ignored);
-        match serde_path_to_error::deserialize(ignored) {
-            Ok(raw) => raw,
-            Err(e) => {
-                let path = yaml_path(&e.path().to_string());
-                return Err(vec![problem(path, e.into_inner().to_string())]);
+    let mut sections = match value {
+        Value::Object(m) => m,
+        _ => Default::default(),
+    };
+    let models = sections.remove("model_list");
+    let router = sections.remove("router_settings");
+    let general = sections.remove("general_settings");
+    let mut raw: RawConfig =
+        typed(&Value::Object(sections), "", &mut warnings, &mut errors).unwrap_or_default();
+    match models {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                let at = format!("model_list[{i}]");
+                if let Some(m) = typed(item, &at, &mut warnings, &mut errors) {
+                    raw.model_list.push(m);
+                }
             }
         }
-    };
+        Some(_) => errors.push(problem("model_list", "must be a list of model entries")),
+    }
+    if let Some(v) = router.filter(|v| !v.is_null()) {
+        raw.router_settings =
+            typed(&v, "router_settings", &mut warnings, &mut errors).unwrap_or_default();
+    }
+    if let Some(v) = general.filter(|v| !v.is_null()) {
+        raw.general_settings =
+            typed(&v, "general_settings", &mut warnings, &mut errors).unwrap_or_default();
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
     validate(raw, warnings)
+}
+
+/// Deserializes one part of the config, naming unknown keys and type errors by their full path.
+fn typed<T: serde::de::DeserializeOwned>(
+    value: &Value,
+    prefix: &str,
+    warnings: &mut Vec<Problem>,
+    errors: &mut Vec<Problem>,
+) -> Option<T> {
+    let join = |inner: String| match (prefix.is_empty(), inner.is_empty()) {
+        (true, _) => inner,
+        (false, true) => prefix.to_string(),
+        (false, false) if inner.starts_with('[') => format!("{prefix}{inner}"),
+        (false, false) => format!("{prefix}.{inner}"),
+    };
+    let mut on_ignored = |path: serde_ignored::Path<'_>| {
+        warnings.push(problem(
+            join(yaml_path(&path.to_string())),
+            "unknown key, ignored",
+        ));
+    };
+    let ignored = serde_ignored::Deserializer::new(value, &mut on_ignored);
+    match serde_path_to_error::deserialize(ignored) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let path = join(yaml_path(&e.path().to_string()));
+            errors.push(problem(path, e.into_inner().to_string()));
+            None
+        }
+    }
 }
 
 /// serde_path_to_error writes `model_list[0].x`; serde_ignored writes `model_list.0.x`.
@@ -434,6 +482,22 @@ mod tests {
         let yaml = "model_list:\n  - model_name: gpt\n    litellm_params:\n      model: openai/gpt-4o\n      api_key: os.environ/NOPE\n";
         let errs = load(yaml, &env()).err().unwrap_or_default();
         assert_eq!(errs[0].path, "model_list[0].litellm_params.api_key");
+    }
+
+    #[test]
+    fn every_type_error_is_reported() {
+        let yaml = "model_list:\n  - model_name: a\n    litellm_params:\n      model: openai/x\n      rpm: lots\n  - model_name: b\n    litellm_params:\n      model: openai/y\n      tpm: [1]\nrouter_settings:\n  num_retries: many\ngeneral_settings:\n  max_request_size_mb: big\n";
+        let errs = load(yaml, &env()).err().unwrap_or_default();
+        let paths: Vec<_> = errs.iter().map(|w| w.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "model_list[0].litellm_params.rpm",
+                "model_list[1].litellm_params.tpm",
+                "router_settings.num_retries",
+                "general_settings.max_request_size_mb"
+            ]
+        );
     }
 
     #[test]

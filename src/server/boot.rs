@@ -69,7 +69,7 @@ pub fn load_config(path: &Path, env: &HashMap<String, String>) -> Result<Config,
         }
         Err(problems) => {
             let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
-            Err(ServerError::Config(format!(
+            Err(ServerError::InvalidConfig(format!(
                 "{} is invalid:\n  {}",
                 path.display(),
                 list.join("\n  ")

@@ -24,6 +24,9 @@ pub enum ServerError {
     DataDir(PathBuf, String),
     #[error("{0}")]
     Config(String),
+    /// The config file parsed but does not validate (exit status 64, as `check-config`).
+    #[error("{0}")]
+    InvalidConfig(String),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
