@@ -47,7 +47,11 @@ enum Command {
     },
     /// Validate a config file: exit 0 if it is usable, 64 with each problem's YAML path if not.
     CheckConfig {
-        #[arg(long, env = "PORTCULLIS_CONFIG")]
+        #[arg(
+            long,
+            env = "PORTCULLIS_CONFIG",
+            default_value = "./portcullis-data/config.yaml"
+        )]
         config: PathBuf,
     },
 }

@@ -12,6 +12,8 @@ pub struct RawConfig {
     pub router_settings: RawRouterSettings,
     #[serde(default)]
     pub general_settings: RawGeneralSettings,
+    #[serde(default)]
+    pub litellm_settings: RawLitellmSettings,
     /// LiteLLM exports these into the process environment; we only use them for `os.environ/`
     /// lookups, which read them from the untyped value before this struct exists.
     #[allow(dead_code)]
@@ -74,4 +76,18 @@ pub struct RawGeneralSettings {
     pub ssl_keyfile_path: Option<String>,
     /// Seconds that in-flight requests and streams get to finish after SIGTERM.
     pub graceful_shutdown_timeout: Option<f64>,
+}
+
+/// The part of LiteLLM's `litellm_settings` that concerns the proxy; `router_settings` wins
+/// where both set the same thing.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawLitellmSettings {
+    pub num_retries: Option<u32>,
+    pub request_timeout: Option<f64>,
+    #[serde(default)]
+    pub fallbacks: Vec<BTreeMap<String, Vec<String>>>,
+    /// Accepted: translated requests only ever carry parameters the provider takes, and
+    /// OpenAI-compatible upstreams receive the client's parameters as sent.
+    #[allow(dead_code)]
+    pub drop_params: Option<bool>,
 }

@@ -59,6 +59,7 @@ pub(super) fn load(text: &str, env: &HashMap<String, String>) -> Loaded {
     };
     let models = sections.remove("model_list");
     let router = sections.remove("router_settings");
+    let litellm = sections.remove("litellm_settings");
     let general = sections.remove("general_settings");
     let mut raw: RawConfig =
         typed(&Value::Object(sections), "", &mut warnings, &mut errors).unwrap_or_default();
@@ -77,6 +78,10 @@ pub(super) fn load(text: &str, env: &HashMap<String, String>) -> Loaded {
     if let Some(v) = router.filter(|v| !v.is_null()) {
         raw.router_settings =
             typed(&v, "router_settings", &mut warnings, &mut errors).unwrap_or_default();
+    }
+    if let Some(v) = litellm.filter(|v| !v.is_null()) {
+        raw.litellm_settings =
+            typed(&v, "litellm_settings", &mut warnings, &mut errors).unwrap_or_default();
     }
     if let Some(v) = general.filter(|v| !v.is_null()) {
         raw.general_settings =
@@ -343,7 +348,13 @@ fn validate(raw: RawConfig, warnings: Vec<Problem>) -> Loaded {
     }
     let names: HashSet<&str> = deployments.iter().map(|d| d.model_name.as_str()).collect();
 
-    let r = raw.router_settings;
+    let mut r = raw.router_settings;
+    let l = raw.litellm_settings;
+    r.num_retries = r.num_retries.or(l.num_retries);
+    r.timeout = r.timeout.or(l.request_timeout);
+    if r.fallbacks.is_empty() {
+        r.fallbacks = l.fallbacks;
+    }
     let strategy = match r.routing_strategy.as_deref() {
         None | Some("simple-shuffle") => RoutingStrategy::SimpleShuffle,
         Some("least-busy") => RoutingStrategy::LeastBusy,
@@ -510,14 +521,22 @@ mod tests {
 
     #[test]
     fn unknown_keys_warn_with_path() {
-        let yaml = "model_list:\n  - model_name: gpt\n    litellm_params:\n      model: openai/gpt-4o\n      colour: blue\nlitellm_settings:\n  drop_params: true\n";
+        let yaml = "model_list:\n  - model_name: gpt\n    litellm_params:\n      model: openai/gpt-4o\n      colour: blue\nlitellm_settings:\n  drop_params: true\n  success_callback: [x]\nfavourite: 1\n";
         let (_, warnings) = load(yaml, &env()).unwrap_or_else(|e| panic!("{e:?}"));
         let paths: Vec<_> = warnings.iter().map(|w| w.path.as_str()).collect();
         assert!(
             paths.contains(&"model_list[0].litellm_params.colour"),
             "{paths:?}"
         );
-        assert!(paths.contains(&"litellm_settings"), "{paths:?}");
+        assert!(
+            paths.contains(&"litellm_settings.success_callback"),
+            "{paths:?}"
+        );
+        assert!(paths.contains(&"favourite"), "{paths:?}");
+        assert!(
+            !paths.contains(&"litellm_settings.drop_params"),
+            "{paths:?}"
+        );
     }
 
     #[test]
@@ -541,6 +560,15 @@ mod tests {
             paths.contains(&"router_settings.fallbacks[0].b[0]"),
             "{paths:?}"
         );
+    }
+
+    #[test]
+    fn litellm_settings_feed_the_router() {
+        let yaml = "model_list:\n  - model_name: a\n    litellm_params: {model: openai/x}\n  - model_name: b\n    litellm_params: {model: openai/y}\nlitellm_settings:\n  num_retries: 5\n  request_timeout: 7\n  fallbacks: [{a: [b]}]\nrouter_settings:\n  num_retries: 1\n";
+        let (cfg, _) = load(yaml, &env()).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(cfg.router.num_retries, 1, "router_settings wins");
+        assert_eq!(cfg.router.timeout, Duration::from_secs(7));
+        assert_eq!(cfg.router.fallbacks.get("a"), Some(&vec!["b".to_string()]));
     }
 
     #[test]

@@ -79,16 +79,37 @@ pub async fn call(
                     (p, t)
                 }
             };
-            let text = reply_text(&body, &said);
+            let mut text = reply_text(&body, &said);
+            // Honour the length cap the way a real model does: cut, and say so.
+            let cap = body
+                .get("max_completion_tokens")
+                .or(body.get("max_tokens"))
+                .and_then(Value::as_u64);
+            let mut finish = "stop";
+            if let Some(cap) = cap.filter(|c| tokens(&text) > *c) {
+                text = text
+                    .chars()
+                    .take((cap as usize).saturating_mul(4))
+                    .collect();
+                finish = "length";
+            }
             let usage = Usage {
                 prompt_tokens,
                 completion_tokens: tokens(&text),
             };
             let id = call_id(&format!("{said}{}", crate::types::now_ms()));
             if wants_stream(&body) {
-                Ok(stream(op, model, &id, &text, usage, wants_usage(&body)))
+                Ok(stream(
+                    op,
+                    model,
+                    &id,
+                    &text,
+                    finish,
+                    usage,
+                    wants_usage(&body),
+                ))
             } else {
-                Ok(whole(op, model, &id, &text, usage))
+                Ok(whole(op, model, &id, &text, finish, usage))
             }
         }
     }
@@ -102,7 +123,7 @@ fn usage_json(u: Usage) -> Value {
     })
 }
 
-fn whole(op: Operation, model: &str, id: &str, text: &str, usage: Usage) -> Reply {
+fn whole(op: Operation, model: &str, id: &str, text: &str, finish: &str, usage: Usage) -> Reply {
     let body = match op {
         Operation::Chat => json!({
             "id": format!("chatcmpl-{id}"),
@@ -114,7 +135,7 @@ fn whole(op: Operation, model: &str, id: &str, text: &str, usage: Usage) -> Repl
                 "index": 0,
                 "message": {"role": "assistant", "content": text, "refusal": null},
                 "logprobs": null,
-                "finish_reason": "stop",
+                "finish_reason": finish,
             }],
             "usage": usage_json(usage),
         }),
@@ -123,7 +144,7 @@ fn whole(op: Operation, model: &str, id: &str, text: &str, usage: Usage) -> Repl
             "object": "text_completion",
             "created": now_secs(),
             "model": model,
-            "choices": [{"index": 0, "text": text, "logprobs": null, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "text": text, "logprobs": null, "finish_reason": finish}],
             "usage": usage_json(usage),
         }),
     };
@@ -138,6 +159,7 @@ fn stream(
     model: &str,
     id: &str,
     text: &str,
+    finish: &str,
     usage: Usage,
     include_usage: bool,
 ) -> Reply {
@@ -167,7 +189,7 @@ fn stream(
         ));
     }
     events.push(sse::data_event(
-        &chunk(json!({}), json!("stop")).to_string(),
+        &chunk(json!({}), json!(finish)).to_string(),
     ));
     if include_usage {
         let last = json!({

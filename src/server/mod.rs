@@ -72,7 +72,9 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServerError> {
             .map_err(|e| ServerError::Io(e.to_string()))??
     };
     let keys = KeyCache::default();
-    for record in store.all_keys()? {
+    let stored = store.all_keys()?;
+    let key_count = stored.len();
+    for record in stored {
         keys.upsert(record);
     }
     let extra_roots = match opts.env.get("SSL_CERT_FILE") {
@@ -89,7 +91,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServerError> {
         config = %config_path.display(),
         data = %store_path.display(),
         models = router.groups().len(),
-        keys = keys.len(),
+        keys = key_count,
         "state loaded"
     );
     let state = AppState::new(
