@@ -18,7 +18,7 @@ pub struct Inner {
     pub auth: Authenticator,
     pub store: Store,
     pub router: Router,
-    pub max_request_bytes: usize,
+    pub body_limits: crate::request::BodyLimits,
     /// Held across an administrative write and the cache update that follows it, so two
     /// concurrent edits cannot land in the cache in the opposite order of their commits.
     pub admin_writes: std::sync::Mutex<()>,
@@ -40,13 +40,13 @@ impl AppState {
         auth: Authenticator,
         store: Store,
         router: Router,
-        max_request_bytes: usize,
+        body_limits: crate::request::BodyLimits,
     ) -> Self {
         AppState(Arc::new(Inner {
             auth,
             store,
             router,
-            max_request_bytes,
+            body_limits,
             admin_writes: std::sync::Mutex::new(()),
             phase: AtomicU8::new(Phase::Starting as u8),
         }))

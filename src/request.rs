@@ -8,7 +8,11 @@ use serde_json::{Map, Value};
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum BodyError {
-    TooLarge { limit: usize },
+    TooLarge {
+        limit: usize,
+    },
+    /// The client stopped sending its body (a stalled upload holds a connection and memory).
+    Timeout,
     Unreadable(String),
     NotJson(String),
     NotObject,
@@ -23,16 +27,27 @@ impl std::fmt::Display for BodyError {
             BodyError::Unreadable(e) => write!(f, "Could not read the request body: {e}"),
             BodyError::NotJson(e) => write!(f, "Request body is not valid JSON: {e}"),
             BodyError::NotObject => write!(f, "Request body must be a JSON object."),
+            BodyError::Timeout => write!(f, "The request body did not arrive in time."),
         }
     }
 }
 
-/// Reads the body (refusing more than `limit` bytes without reading them all) as a JSON object.
+/// Limits on reading a request body.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    pub max_bytes: usize,
+    /// The longest pause between two pieces of the body (a stalled upload holds a connection
+    /// and its buffer).
+    pub idle: std::time::Duration,
+}
+
+/// Reads the body (refusing more than the limit without reading it all) as a JSON object.
 pub async fn json_object(
     headers: &HeaderMap,
     body: Body,
-    limit: usize,
+    limits: BodyLimits,
 ) -> Result<Map<String, Value>, BodyError> {
+    let limit = limits.max_bytes;
     let declared = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -40,13 +55,26 @@ pub async fn json_object(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(BodyError::TooLarge { limit });
     }
-    let bytes = match Limited::new(body, limit).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return Err(BodyError::TooLarge { limit });
+    let mut body = Limited::new(body, limit);
+    let mut buf = bytes::BytesMut::new();
+    loop {
+        let frame = tokio::time::timeout(limits.idle, body.frame())
+            .await
+            .map_err(|_| BodyError::Timeout)?;
+        match frame {
+            None => break,
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    buf.extend_from_slice(&data);
+                }
+            }
+            Some(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+                return Err(BodyError::TooLarge { limit });
+            }
+            Some(Err(e)) => return Err(BodyError::Unreadable(e.to_string())),
         }
-        Err(e) => return Err(BodyError::Unreadable(e.to_string())),
-    };
+    }
+    let bytes = buf.freeze();
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
     }

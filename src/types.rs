@@ -43,6 +43,8 @@ pub fn ms_to_rfc3339(ms: i64) -> String {
         .unwrap_or_default()
 }
 
+const MAX_DURATION_SECS: u64 = 100 * 365 * 86_400;
+
 /// Parses LiteLLM's duration strings: `30s`, `30m`, `30h`, `30d`, `2w`, `1mo` (30 days).
 pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
     let text = text.trim();
@@ -58,6 +60,10 @@ pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
         "mo" => n.checked_mul(30 * 86_400)?,
         _ => return None,
     };
+    // Beyond a century is a typo, and would overflow the millisecond timestamps it feeds.
+    if secs > MAX_DURATION_SECS {
+        return None;
+    }
     Some(std::time::Duration::from_secs(secs))
 }
 
@@ -72,6 +78,8 @@ mod tests {
         assert_eq!(parse_duration("1mo").map(|d| d.as_secs()), Some(2_592_000));
         assert_eq!(parse_duration("10x"), None);
         assert_eq!(parse_duration("h"), None);
+        assert_eq!(parse_duration("9999999999999d"), None);
+        assert!(parse_duration("36500d").is_some());
         assert_eq!(parse_duration(""), None);
     }
 

@@ -41,6 +41,7 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             ApiError::Body(BodyError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Body(BodyError::Timeout) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Body(_) | ApiError::Invalid { .. } => StatusCode::BAD_REQUEST,
             ApiError::Auth(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -88,7 +89,7 @@ impl IntoResponse for ApiError {
             "code": status.as_u16().to_string(),
         }});
         let mut resp = (status, axum::Json(body)).into_response();
-        if let ApiError::Body(BodyError::TooLarge { .. }) = &self {
+        if let ApiError::Body(BodyError::TooLarge { .. } | BodyError::Timeout) = &self {
             // The unread rest of the body makes this connection unusable for a next request.
             resp.headers_mut().insert(
                 http::header::CONNECTION,

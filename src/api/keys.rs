@@ -55,7 +55,7 @@ async fn body_of(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Map<String, Value>, ApiError> {
-    crate::request::json_object(headers, body, app.max_request_bytes)
+    crate::request::json_object(headers, body, app.body_limits)
         .await
         .map_err(ApiError::Body)
 }
@@ -187,8 +187,11 @@ async fn generate(
         grace_tokens: Vec::new(),
     };
     apply(&mut record, &body)?;
+    let auth_app = app.clone();
+    let candidate = secret.clone();
     let saved = write_keys(&app, &caller, move |tx| {
-        if tx.get_key(&record.token)?.is_some() {
+        // Checked under the admin write lock, against everything that authenticates today.
+        if tx.get_key(&record.token)?.is_some() || auth_app.auth.secret_taken(&candidate) {
             return Err(ApiError::Conflict("This key already exists.".into()));
         }
         check_alias_free(tx, record.key_alias.as_deref(), &record.token)?;
@@ -454,7 +457,11 @@ async fn regenerate(
     body.remove("key");
     let by = caller.principal.actor().label();
     let secret = new_secret.clone();
+    let auth_app = app.clone();
     let saved = write_keys(&app, &caller, move |tx| {
+        if auth_app.auth.secret_taken(&secret) {
+            return Err(ApiError::Conflict("The new key already exists.".into()));
+        }
         let before = tx
             .get_key(&token)?
             .ok_or_else(|| ApiError::NotFound("Key not found.".into()))?;
@@ -465,12 +472,17 @@ async fn regenerate(
         after.key_name = mask_key(&secret);
         after.updated_at_ms = now;
         after.updated_by = by;
-        after.grace_tokens.retain(|(_, until)| *until > now);
-        if let Some(g) = grace.filter(|g| !g.is_zero()) {
-            after.grace_tokens.push((
-                before.token.clone(),
-                now.saturating_add(g.as_millis() as i64),
-            ));
+        match grace.filter(|g| !g.is_zero()) {
+            Some(g) => {
+                after.grace_tokens.retain(|(_, until)| *until > now);
+                after.grace_tokens.push((
+                    before.token.clone(),
+                    now.saturating_add(i64::try_from(g.as_millis()).unwrap_or(i64::MAX)),
+                ));
+            }
+            // A rotation without grace is the emergency one: every earlier secret dies now,
+            // including those still in an earlier rotation's grace period.
+            None => after.grace_tokens.clear(),
         }
         if tx.get_key(&after.token)?.is_some() {
             return Err(ApiError::Conflict("The new key already exists.".into()));

@@ -60,32 +60,35 @@ impl AuthError {
 /// Header names that may carry a credential, in the order they win: LiteLLM's own header, the
 /// OpenAI SDK's bearer, the Azure SDK's `api-key`, the Anthropic SDK's `x-api-key`.
 pub fn credential(headers: &HeaderMap) -> Option<&str> {
-    if let Some(v) = headers
-        .get("x-litellm-api-key")
-        .and_then(|v| v.to_str().ok())
-    {
-        let v = v.trim();
-        return Some(v.strip_prefix("Bearer ").unwrap_or(v).trim());
-    }
-    if let Some(v) = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
-        let v = v.trim();
-        let token = v
-            .strip_prefix("Bearer ")
-            .or_else(|| v.strip_prefix("bearer "))
-            .unwrap_or(v)
-            .trim();
-        if !token.is_empty() {
-            return Some(token);
+    // Empty values (and a bare `Bearer`) carry nothing and do not hide a later header.
+    [
+        "x-litellm-api-key",
+        http::header::AUTHORIZATION.as_str(),
+        "api-key",
+        "x-api-key",
+    ]
+    .iter()
+    .filter_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()))
+    .map(strip_bearer)
+    .find(|v| !v.is_empty())
+}
+
+/// `Bearer <token>` in any letter case and with any whitespace, or the bare token.
+fn strip_bearer(value: &str) -> &str {
+    let v = value.trim();
+    match v.get(..6) {
+        Some(p) if p.eq_ignore_ascii_case("bearer") => {
+            let rest = &v[6..];
+            if rest.is_empty() {
+                ""
+            } else if rest.starts_with(|c: char| c.is_ascii_whitespace()) {
+                rest.trim()
+            } else {
+                v
+            }
         }
+        _ => v,
     }
-    ["api-key", "x-api-key"]
-        .iter()
-        .find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()))
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
 }
 
 pub struct Authenticator {
@@ -108,6 +111,16 @@ impl Authenticator {
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, AuthError> {
         let presented = credential(headers).ok_or(AuthError::Missing)?;
         self.authenticate_secret(presented)
+    }
+
+    /// Whether `secret` already authenticates as something: the master key, a key, or a replaced
+    /// key in its grace period. A new secret must not, or two identities would share it.
+    pub fn secret_taken(&self, secret: &str) -> bool {
+        let digest = hash_key(secret);
+        self.master_hash
+            .as_ref()
+            .is_some_and(|m| bool::from(m.ct_eq(&digest)))
+            || self.keys.lookup(&digest).is_some()
     }
 
     pub fn authenticate_secret(&self, presented: &str) -> Result<Principal, AuthError> {

@@ -96,6 +96,7 @@ pub struct Config {
     pub max_request_bytes: usize,
     pub tls: Option<TlsFiles>,
     pub shutdown_timeout: Duration,
+    pub idle_timeout: Duration,
 }
 
 /// The result of loading: a config plus warnings, or every error found.

@@ -398,10 +398,11 @@ fn validate(raw: RawConfig, warnings: Vec<Problem>) -> Loaded {
 
     let g = raw.general_settings;
     let max_mb = g.max_request_size_mb.unwrap_or(DEFAULT_MAX_REQUEST_MB);
-    if !(max_mb.is_finite() && max_mb > 0.0) {
+    // Below a kilobyte not even a short chat request fits: a typo, not a policy.
+    if !(max_mb.is_finite() && max_mb * 1024.0 * 1024.0 >= 1024.0 && max_mb <= 4096.0) {
         errors.push(problem(
             "general_settings.max_request_size_mb",
-            "must be a positive number",
+            "must be between 0.001 (1 KiB) and 4096",
         ));
     }
     let tls = match (g.ssl_certfile_path, g.ssl_keyfile_path) {
@@ -429,6 +430,8 @@ fn validate(raw: RawConfig, warnings: Vec<Problem>) -> Loaded {
         &mut errors,
     )
     .unwrap_or(Duration::from_secs(30));
+    let idle_timeout = seconds(g.idle_timeout, "general_settings.idle_timeout", &mut errors)
+        .unwrap_or(Duration::from_secs(30));
 
     if !errors.is_empty() {
         return Err(errors);
@@ -441,6 +444,7 @@ fn validate(raw: RawConfig, warnings: Vec<Problem>) -> Loaded {
             max_request_bytes: (max_mb * 1024.0 * 1024.0) as usize,
             tls,
             shutdown_timeout,
+            idle_timeout,
         },
         warnings,
     ))

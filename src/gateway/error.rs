@@ -43,6 +43,7 @@ impl GatewayError {
     fn status(&self) -> StatusCode {
         match self {
             GatewayError::Body(BodyError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::Body(BodyError::Timeout) => StatusCode::REQUEST_TIMEOUT,
             GatewayError::Body(_) | GatewayError::Invalid { .. } => StatusCode::BAD_REQUEST,
             GatewayError::Auth(_) => StatusCode::UNAUTHORIZED,
             GatewayError::ModelNotAllowed { .. } => StatusCode::FORBIDDEN,
@@ -63,6 +64,7 @@ impl GatewayError {
             GatewayError::Body(BodyError::TooLarge { .. }) => {
                 ("invalid_request_error", "request_too_large")
             }
+            GatewayError::Body(BodyError::Timeout) => ("invalid_request_error", "request_timeout"),
             GatewayError::Body(_) => ("invalid_request_error", "invalid_json"),
             GatewayError::Invalid { .. } => ("invalid_request_error", "invalid_value"),
             GatewayError::Auth(e) => ("authentication_error", e.code()),
@@ -157,7 +159,7 @@ impl GatewayError {
         if let Some(secs) = retry_after {
             h.insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
         }
-        if let GatewayError::Body(BodyError::TooLarge { .. }) = &self {
+        if let GatewayError::Body(BodyError::TooLarge { .. } | BodyError::Timeout) = &self {
             // The rest of the body was never read, so the server may close this connection;
             // saying so stops the client from reusing it for its next request.
             h.insert(http::header::CONNECTION, HeaderValue::from_static("close"));

@@ -166,7 +166,7 @@ async fn route(
     path_model: Option<String>,
 ) -> Result<Routed, GatewayError> {
     let principal = app.auth.authenticate(headers).map_err(GatewayError::Auth)?;
-    let mut body = request::json_object(headers, body, app.max_request_bytes)
+    let mut body = request::json_object(headers, body, app.body_limits)
         .await
         .map_err(GatewayError::Body)?;
     if let Some(m) = path_model {

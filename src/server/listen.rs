@@ -1,6 +1,8 @@
 //! The accept loop: plain TCP or rustls, each connection served by hyper's auto builder
-//! (HTTP/1.1 or HTTP/2), all watched so SIGTERM can drain them; SIGHUP reloads the certificate.
+//! (HTTP/1.1 or HTTP/2). Connections are capped in number, closed when idle, and drained on
+//! SIGTERM; SIGHUP reloads the certificate.
 
+use super::conn::{Activity, GuardedBody, IdleIo};
 use super::notify::Notifier;
 use super::{ServeOptions, ServerError};
 use crate::api::PeerAddr;
@@ -9,11 +11,11 @@ use crate::config::TlsFiles;
 use crate::tls::{CertStore, server_config};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt;
 
 fn write_ready_file(
@@ -28,11 +30,19 @@ fn write_ready_file(
     std::fs::rename(&tmp, path).map_err(|e| ServerError::Io(format!("ready file: {e}")))
 }
 
+/// Connections at once; beyond this, accepting waits (the kernel queues) until one closes.
+const MAX_CONNECTIONS: usize = 16_384;
+/// How long a closing connection gets to finish its goodbye before it is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(10);
+
+type Builder = auto::Builder<TokioExecutor>;
+
 pub async fn serve(
     state: AppState,
     opts: &ServeOptions,
     tls: Option<TlsFiles>,
     drain_timeout: Duration,
+    idle_timeout: Duration,
 ) -> Result<(), ServerError> {
     let certs = match &tls {
         Some(files) => Some(CertStore::open(&files.cert, &files.key)?),
@@ -53,10 +63,11 @@ pub async fn serve(
     builder
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30));
+        .header_read_timeout(idle_timeout);
     builder.http2().timer(hyper_util::rt::TokioTimer::new());
     let builder = Arc::new(builder);
-    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
     let mut term = signal(SignalKind::terminate()).map_err(|e| ServerError::Io(e.to_string()))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| ServerError::Io(e.to_string()))?;
@@ -78,83 +89,194 @@ pub async fn serve(
             }
         })
     });
-    tracing::info!(%addr, tls = acceptor.is_some(), "listening");
+    let reload = || {
+        systemd.notify("RELOADING=1");
+        match &certs {
+            Some(c) => match c.reload() {
+                Ok(()) => tracing::info!("SIGHUP: reloaded the TLS certificate"),
+                Err(e) => {
+                    tracing::error!(error = %e, "SIGHUP: certificate reload failed; keeping the old one")
+                }
+            },
+            None => {
+                tracing::info!("SIGHUP: nothing to reload (no TLS); config changes need a restart")
+            }
+        }
+        systemd.notify("READY=1");
+    };
+    let mut accept_errors = AcceptErrors::default();
 
     loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(x) => x,
-                    Err(e) => {
-                        // Out of file descriptors and the like: pause instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let app = app.clone();
-                let service = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(PeerAddr(peer));
-                    app.clone().oneshot(req.map(axum::body::Body::new))
-                });
-                let watcher = graceful.watcher();
-                let builder = builder.clone();
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    let result = match acceptor {
-                        None => {
-                            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                            watcher.watch(conn.into_owned()).await
-                        }
-                        Some(acceptor) => {
-                            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
-                                Ok(Ok(s)) => s,
-                                Ok(Err(e)) => {
-                                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                                    return;
-                                }
-                                Err(_) => return,
-                            };
-                            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
-                            watcher.watch(conn.into_owned()).await
-                        }
-                    };
-                    if let Err(e) = result {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                });
-            }
-            _ = hup.recv() => {
-                systemd.notify("RELOADING=1");
-                match &certs {
-                    Some(c) => match c.reload() {
-                        Ok(()) => tracing::info!("SIGHUP: reloaded the TLS certificate"),
-                        Err(e) => tracing::error!(error = %e, "SIGHUP: certificate reload failed; keeping the old one"),
-                    },
-                    None => tracing::info!("SIGHUP: nothing to reload (no TLS); config changes need a restart"),
-                }
-                systemd.notify("READY=1");
-            }
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+            _ = hup.recv() => { reload(); continue; }
             _ = term.recv() => break,
             _ = int.recv() => break,
-        }
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause instead of spinning.
+                    accept_errors.note(&e);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = hup.recv() => { reload(); continue; }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let activity = Activity::new();
+        let io = IdleIo::new(stream, activity.clone());
+        let app = app.clone();
+        let conn_activity = activity.clone();
+        let service =
+            hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(PeerAddr(peer));
+                let guard = conn_activity.begin();
+                let call = app.clone().oneshot(req.map(axum::body::Body::new));
+                async move {
+                    let resp = call.await?;
+                    Ok::<_, std::convert::Infallible>(resp.map(|b| GuardedBody::new(b, guard)))
+                }
+            });
+        let builder = builder.clone();
+        let acceptor = acceptor.clone();
+        let shutdown = shutdown_rx.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            match acceptor {
+                None => {
+                    drive(
+                        &builder,
+                        TokioIo::new(io),
+                        service,
+                        activity,
+                        shutdown,
+                        idle_timeout,
+                        peer,
+                    )
+                    .await
+                }
+                Some(acceptor) => {
+                    let tls =
+                        match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(io))
+                            .await
+                        {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => return,
+                        };
+                    drive(
+                        &builder,
+                        TokioIo::new(tls),
+                        service,
+                        activity,
+                        shutdown,
+                        idle_timeout,
+                        peer,
+                    )
+                    .await
+                }
+            }
+        });
     }
 
     state.set_phase(Phase::Draining);
     systemd.notify("STOPPING=1");
     drop(listener);
+    let _ = shutdown_tx.send(true);
     tracing::info!(
         timeout_s = drain_timeout.as_secs_f64(),
         "draining: finishing in-flight requests"
     );
-    tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("drained; exiting"),
-        _ = tokio::time::sleep(drain_timeout) => tracing::warn!("drain timeout reached; exiting with requests still open"),
+    // Every connection holds a slot: having them all back means every connection is closed.
+    match tokio::time::timeout(drain_timeout, slots.acquire_many(MAX_CONNECTIONS as u32)).await {
+        Ok(_) => tracing::info!("drained; exiting"),
+        Err(_) => tracing::warn!("drain timeout reached; exiting with requests still open"),
     }
     // The watchdog keeps pinging through the drain, so a long drain is not mistaken for a hang.
     if let Some(w) = watchdog {
         w.abort();
     }
     Ok(())
+}
+
+/// Serves one connection until it ends, it idles out, or the server drains.
+async fn drive<I, S, B>(
+    builder: &Builder,
+    io: TokioIo<I>,
+    service: S,
+    activity: Arc<Activity>,
+    mut shutdown: watch::Receiver<bool>,
+    idle_timeout: Duration,
+    peer: std::net::SocketAddr,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let conn = builder.serve_connection_with_upgrades(io, service);
+    tokio::pin!(conn);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut closing_since: Option<tokio::time::Instant> = None;
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = shutdown.changed(), if closing_since.is_none() => {
+                conn.as_mut().graceful_shutdown();
+                closing_since = Some(tokio::time::Instant::now());
+            }
+            _ = tick.tick() => match closing_since {
+                None if activity.in_flight() == 0 && activity.idle_ms() >= idle_timeout.as_millis() as u64 => {
+                    conn.as_mut().graceful_shutdown();
+                    closing_since = Some(tokio::time::Instant::now());
+                }
+                // Draining waits for requests in flight; an idle close does not wait for a
+                // peer that ignores the goodbye.
+                Some(since) if activity.in_flight() == 0 && since.elapsed() >= CLOSE_GRACE => return,
+                _ => {}
+            },
+        }
+    }
+}
+
+/// Accept failures (out of file descriptors, typically) come in bursts; one line a second says it.
+#[derive(Default)]
+struct AcceptErrors {
+    last: Option<std::time::Instant>,
+    suppressed: u64,
+}
+
+impl AcceptErrors {
+    fn note(&mut self, e: &std::io::Error) {
+        match self.last {
+            Some(t) if t.elapsed() < Duration::from_secs(1) => self.suppressed += 1,
+            _ => {
+                tracing::warn!(error = %e, suppressed = self.suppressed, "accept failed");
+                self.last = Some(std::time::Instant::now());
+                self.suppressed = 0;
+            }
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //! accepts plain or TLS connections (HTTP/1.1 and HTTP/2), and drains gracefully on SIGTERM.
 
 mod boot;
+mod conn;
 mod health;
 mod listen;
 mod notify;
@@ -98,8 +99,18 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServerError> {
         Authenticator::new(Some(&master), keys),
         store,
         router,
-        config.max_request_bytes,
+        crate::request::BodyLimits {
+            max_bytes: config.max_request_bytes,
+            idle: config.idle_timeout,
+        },
     );
     let tls = opts.tls.clone().or(config.tls.clone());
-    listen::serve(state, &opts, tls, config.shutdown_timeout).await
+    listen::serve(
+        state,
+        &opts,
+        tls,
+        config.shutdown_timeout,
+        config.idle_timeout,
+    )
+    .await
 }

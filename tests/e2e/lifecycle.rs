@@ -768,7 +768,11 @@ fn check_config_and_version() {
     let (status, log) = Options::new()
         .config(std::fs::read_to_string(&bad).unwrap())
         .start_expect_failure();
-    assert_eq!(status.code(), Some(64), "the same exit status as check-config");
+    assert_eq!(
+        status.code(),
+        Some(64),
+        "the same exit status as check-config"
+    );
     assert!(log.contains("model_list[0].litellm_params.rpm"), "{log}");
 }
 

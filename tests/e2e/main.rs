@@ -3,6 +3,7 @@
 
 mod gateway_anthropic;
 mod gateway_openai;
+mod hardening;
 mod harness;
 mod keys;
 mod lifecycle;
