@@ -6,9 +6,10 @@ use super::{ApiError, Caller};
 use crate::app::AppState;
 use crate::audit::{Actor, Change, Origin};
 use crate::auth::{Principal, generate_key, hash_key, mask_key};
-use crate::store::{KeyRecord, StoreError, Tx};
+use crate::store::{KeyRecord, Tx};
 use crate::types::{now_ms, parse_duration};
 use axum::body::Body;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -99,7 +100,8 @@ async fn write_keys<T: Send + 'static>(
         let _order = app
             .admin_writes
             .lock()
-            .map_err(|_| StoreError::Db("admin write lock poisoned".into()))?;
+            // The lock guards ordering, not data: a panic elsewhere leaves nothing to repair.
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (out, upserted, removed) = app.store.write(&actor, &origin, f)?;
         // Install first, then forget only what is gone: a key being edited never disappears
         // from the cache, even for an instant.
@@ -299,8 +301,9 @@ struct InfoQuery {
 async fn info(
     State(app): State<AppState>,
     caller: Caller,
-    Query(q): Query<InfoQuery>,
+    q: Result<Query<InfoQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q.map_err(|r| ApiError::invalid(r.body_text(), "query"))?;
     let token = match (&q.key, &caller.principal) {
         (Some(k), _) => token_of(k),
         // With no `key`, a key asks about itself (as in LiteLLM).
@@ -347,8 +350,9 @@ fn positive(v: Option<&str>, field: &str, default: usize) -> Result<usize, ApiEr
 async fn list(
     State(app): State<AppState>,
     caller: Caller,
-    Query(q): Query<ListQuery>,
+    q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q.map_err(|r| ApiError::invalid(r.body_text(), "query"))?;
     caller.require_admin()?;
     let page = positive(q.page.as_deref(), "page", 1)?;
     let size = positive(q.size.as_deref(), "size", 10)?.min(MAX_PAGE_SIZE);
@@ -399,10 +403,11 @@ async fn list(
 async fn regenerate_path(
     State(app): State<AppState>,
     caller: Caller,
-    Path(key): Path<String>,
+    key: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
+    let Path(key) = key.map_err(|r| ApiError::invalid(r.body_text(), "key"))?;
     let body = body_of(&app, &headers, body).await?;
     regenerate(app, caller, token_of(&key), body).await
 }

@@ -16,6 +16,7 @@ use crate::request::{self, new_call_id};
 use crate::router::{RouteCall, RouteError, Routed};
 use axum::Router;
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -92,7 +93,7 @@ async fn messages(State(app): State<AppState>, headers: HeaderMap, body: Body) -
 
 async fn azure_chat(
     State(app): State<AppState>,
-    Path(model): Path<String>,
+    model: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -102,14 +103,14 @@ async fn azure_chat(
         body,
         Operation::Chat,
         Dialect::OpenAi,
-        Some(model),
+        Some(model.map(|Path(m)| m).map_err(|r| r.body_text())),
     )
     .await
 }
 
 async fn azure_completions(
     State(app): State<AppState>,
-    Path(model): Path<String>,
+    model: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -119,14 +120,14 @@ async fn azure_completions(
         body,
         Operation::Completion,
         Dialect::OpenAi,
-        Some(model),
+        Some(model.map(|Path(m)| m).map_err(|r| r.body_text())),
     )
     .await
 }
 
 async fn azure_embeddings(
     State(app): State<AppState>,
-    Path(model): Path<String>,
+    model: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -136,7 +137,7 @@ async fn azure_embeddings(
         body,
         Operation::Embedding,
         Dialect::OpenAi,
-        Some(model),
+        Some(model.map(|Path(m)| m).map_err(|r| r.body_text())),
     )
     .await
 }
@@ -147,7 +148,7 @@ async fn serve(
     body: Body,
     op: Operation,
     dialect: Dialect,
-    path_model: Option<String>,
+    path_model: Option<Result<String, String>>,
 ) -> Response {
     let started = Instant::now();
     let call_id = new_call_id();
@@ -163,13 +164,14 @@ async fn route(
     body: Body,
     op: Operation,
     dialect: Dialect,
-    path_model: Option<String>,
+    path_model: Option<Result<String, String>>,
 ) -> Result<Routed, GatewayError> {
     let principal = app.auth.authenticate(headers).map_err(GatewayError::Auth)?;
     let mut body = request::json_object(headers, body, app.body_limits)
         .await
         .map_err(GatewayError::Body)?;
     if let Some(m) = path_model {
+        let m = m.map_err(|e| GatewayError::invalid(e, "model"))?;
         body.insert("model".into(), serde_json::Value::String(m));
     }
     let model = validate::request(op, dialect, &body)?.to_string();
@@ -280,10 +282,16 @@ async fn list_models(State(app): State<AppState>, headers: HeaderMap) -> Respons
 
 async fn get_model(
     State(app): State<AppState>,
-    Path(model): Path<String>,
+    model: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Response {
     let call_id = new_call_id();
+    let model = match model {
+        Ok(Path(m)) => m,
+        Err(r) => {
+            return GatewayError::invalid(r.body_text(), "model").render(Dialect::OpenAi, &call_id);
+        }
+    };
     let principal = match app.auth.authenticate(&headers) {
         Ok(p) => p,
         Err(e) => return GatewayError::Auth(e).render(Dialect::OpenAi, &call_id),

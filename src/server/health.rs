@@ -20,14 +20,16 @@ async fn alive() -> Response {
 }
 
 async fn readiness(State(app): State<AppState>) -> Response {
+    let db_ok = app.store.healthy();
     let (status, word) = match app.phase() {
+        Phase::Ready if !db_ok => (StatusCode::SERVICE_UNAVAILABLE, "unhealthy"),
         Phase::Ready => (StatusCode::OK, "healthy"),
         Phase::Starting => (StatusCode::SERVICE_UNAVAILABLE, "starting"),
         Phase::Draining => (StatusCode::SERVICE_UNAVAILABLE, "draining"),
     };
     let body = json!({
         "status": word,
-        "db": "connected",
+        "db": if db_ok { "connected" } else { "write_failed" },
         "cache": null,
         "litellm_version": env!("CARGO_PKG_VERSION"),
         "portcullis_version": env!("CARGO_PKG_VERSION"),

@@ -66,14 +66,26 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServerError> {
     let master = boot::master_key(&config, &opts.env, &opts.data_dir)?;
 
     let store_path = opts.data_dir.join("portcullis.redb");
-    let store = {
+    // On the blocking pool, and a panic from a damaged file becomes an error, not a crash.
+    let (store, stored) = {
         let p = store_path.clone();
-        tokio::task::spawn_blocking(move || Store::open(&p))
-            .await
-            .map_err(|e| ServerError::Io(e.to_string()))??
+        let loaded = tokio::task::spawn_blocking(move || {
+            let store = Store::open(&p)?;
+            let keys = store.all_keys()?;
+            Ok::<_, crate::store::StoreError>((store, keys))
+        })
+        .await;
+        match loaded {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(ServerError::Store(crate::store::StoreError::Corrupt {
+                    path: store_path.clone(),
+                    detail: "reading it failed".into(),
+                }));
+            }
+        }
     };
     let keys = KeyCache::default();
-    let stored = store.all_keys()?;
     let key_count = stored.len();
     for record in stored {
         keys.upsert(record);

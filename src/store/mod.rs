@@ -36,6 +36,8 @@ pub enum StoreError {
         found: u32,
         known: u32,
     },
+    #[error("{path} is damaged ({detail}); restore it from a backup")]
+    Corrupt { path: PathBuf, detail: String },
     #[error("storage failure: {0}")]
     Db(String),
     #[error("stored record is unreadable: {0}")]
@@ -51,6 +53,7 @@ impl StoreError {
             StoreError::Open { .. }
             | StoreError::Foreign { .. }
             | StoreError::TooNew { .. }
+            | StoreError::Corrupt { .. }
             | StoreError::Db(_)
             | StoreError::Codec(_)
             | StoreError::Unaudited => "internal_error",
@@ -78,6 +81,9 @@ db_err!(
 #[derive(Clone)]
 pub struct Store {
     db: Arc<Database>,
+    /// Cleared by an I/O failure: redb then refuses every later write until the file is
+    /// reopened, so readiness must stop saying healthy.
+    healthy: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// An open write transaction. Changes made through it are only committed together with the
@@ -142,7 +148,10 @@ impl Store {
         txn.open_table(tables::AUDIT)?;
         txn.open_table(tables::AUDIT_HASHES)?;
         txn.commit()?;
-        Ok(Store { db: Arc::new(db) })
+        Ok(Store {
+            db: Arc::new(db),
+            healthy: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        })
     }
 
     /// Runs `f` in one write transaction and commits it with the audit entries it recorded.
@@ -155,7 +164,12 @@ impl Store {
     where
         E: From<StoreError>,
     {
-        let txn = self.db.begin_write().map_err(StoreError::from)?;
+        let txn = self.db.begin_write().map_err(|e| {
+            if let redb::TransactionError::Storage(s) = &e {
+                self.note_storage_failure(s);
+            }
+            StoreError::from(e)
+        })?;
         let mut tx = Tx {
             txn,
             changes: Vec::new(),
@@ -166,8 +180,29 @@ impl Store {
             return Err(StoreError::Unaudited.into());
         }
         append_audit(&tx.txn, actor, origin, std::mem::take(&mut tx.changes))?;
-        tx.txn.commit().map_err(StoreError::from)?;
+        tx.txn.commit().map_err(|e| {
+            if let redb::CommitError::Storage(s) = &e {
+                self.note_storage_failure(s);
+            }
+            StoreError::from(e)
+        })?;
         Ok(out)
+    }
+
+    fn note_storage_failure(&self, e: &redb::StorageError) {
+        if matches!(
+            e,
+            redb::StorageError::Io(_) | redb::StorageError::PreviousIo
+        ) {
+            self.healthy
+                .store(false, std::sync::atomic::Ordering::Relaxed);
+            tracing::error!(error = %e, "the data file failed to write; writes are refused until a restart");
+        }
+    }
+
+    /// False once a write has failed with an I/O error (disk full, device gone).
+    pub fn healthy(&self) -> bool {
+        self.healthy.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub(crate) fn read(&self) -> Result<redb::ReadTransaction, StoreError> {
@@ -236,7 +271,30 @@ fn inspect_read_only(path: &Path) -> Result<(), StoreError> {
             known: SCHEMA_VERSION,
         });
     }
-    Ok(())
+    // Walk what start-up will load, still read-only: damage found here refuses the start
+    // without the read-write open (whose repair attempt would rewrite the file).
+    let walk = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+        || -> Result<(), StoreError> {
+            if names.iter().any(|n| n == "keys_v1") {
+                let keys = txn.open_table(tables::KEYS)?;
+                for row in keys.iter()? {
+                    let (_, v) = row?;
+                    codec::decode::<KeyRecord>(v.value())?;
+                }
+            }
+            Ok(())
+        },
+    ));
+    match walk {
+        Ok(result) => result.map_err(|e| StoreError::Corrupt {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        }),
+        Err(_) => Err(StoreError::Corrupt {
+            path: path.to_path_buf(),
+            detail: "its pages are unreadable".into(),
+        }),
+    }
 }
 
 fn has_foreign_tables(txn: &WriteTransaction) -> Result<bool, StoreError> {

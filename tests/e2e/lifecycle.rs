@@ -838,3 +838,35 @@ async fn environment_sets_data_dir_listen_address_and_master_key() {
         200
     );
 }
+
+#[tokio::test]
+async fn a_damaged_data_file_is_refused_cleanly_and_left_as_it_is() {
+    let api = Api::start();
+    let pad = "x".repeat(2000);
+    for _ in 0..200 {
+        api.generate(json!({"metadata": {"pad": pad}})).await;
+    }
+    let data_dir = api.gw.data_path().to_path_buf();
+    let mut gw = api.gw;
+    gw.signal("TERM");
+    assert!(gw.wait_exit(Duration::from_secs(30)).unwrap().success());
+    let file = data_dir.join("portcullis.redb");
+    let mut bytes = std::fs::read(&file).unwrap();
+    // Scribble over the middle half of the file: key pages live there.
+    let (from, to) = (bytes.len() / 4, bytes.len() * 3 / 4);
+    for (i, b) in bytes[from..to].iter_mut().enumerate() {
+        *b = (i * 131 % 251) as u8;
+    }
+    std::fs::write(&file, &bytes).unwrap();
+    let (status, log) = Options::new().data_dir(&data_dir).start_expect_failure();
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "a clean refusal, not a crash; log:\n{log}"
+    );
+    assert!(log.contains("is damaged"), "{log}");
+    assert!(
+        std::fs::read(&file).unwrap() == bytes,
+        "the damaged file was modified"
+    );
+}
