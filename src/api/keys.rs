@@ -216,22 +216,33 @@ async fn update(
     caller.require_admin()?;
     let body = body_of(&app, &headers, body).await?;
     let token = key_arg(&body)?;
+    let saved = modify_key(&app, &caller, token, "updated", move |k| apply(k, &body)).await?;
+    Ok(Json(view(&saved)))
+}
+
+/// Reads a key, edits it, and writes it back with its audit entry, in one transaction.
+async fn modify_key(
+    app: &AppState,
+    caller: &Caller,
+    token: String,
+    action: &'static str,
+    edit: impl FnOnce(&mut KeyRecord) -> Result<(), ApiError> + Send + 'static,
+) -> Result<KeyRecord, ApiError> {
     let by = caller.principal.actor().label();
-    let saved = write_keys(&app, &caller, move |tx| {
+    write_keys(app, caller, move |tx| {
         let before = tx
             .get_key(&token)?
             .ok_or_else(|| ApiError::NotFound("Key not found.".into()))?;
         let mut after = before.clone();
-        apply(&mut after, &body)?;
+        edit(&mut after)?;
         after.updated_at_ms = now_ms();
         after.updated_by = by;
         check_alias_free(tx, after.key_alias.as_deref(), &token)?;
         tx.put_key(&after)?;
-        tx.audit(change("updated", Some(&before), Some(&after), &token));
+        tx.audit(change(action, Some(&before), Some(&after), &token));
         Ok((after.clone(), vec![after], vec![before]))
     })
-    .await?;
-    Ok(Json(view(&saved)))
+    .await
 }
 
 async fn delete(
@@ -516,23 +527,10 @@ async fn set_blocked(
     caller.require_admin()?;
     let body = body_of(&app, &headers, body).await?;
     let token = key_arg(&body)?;
-    let by = caller.principal.actor().label();
-    let saved = write_keys(&app, &caller, move |tx| {
-        let before = tx
-            .get_key(&token)?
-            .ok_or_else(|| ApiError::NotFound("Key not found.".into()))?;
-        let mut after = before.clone();
-        after.blocked = blocked;
-        after.updated_at_ms = now_ms();
-        after.updated_by = by;
-        tx.put_key(&after)?;
-        tx.audit(change(
-            if blocked { "blocked" } else { "unblocked" },
-            Some(&before),
-            Some(&after),
-            &token,
-        ));
-        Ok((after.clone(), vec![after], vec![]))
+    let action = if blocked { "blocked" } else { "unblocked" };
+    let saved = modify_key(&app, &caller, token, action, move |k| {
+        k.blocked = blocked;
+        Ok(())
     })
     .await?;
     Ok(Json(view(&saved)))

@@ -112,20 +112,7 @@ impl Store {
             let mut meta = txn.open_table(tables::META)?;
             let marker = meta.get("format")?.map(|v| v.value().to_vec());
             match marker {
-                Some(m) if m == FORMAT_MARKER => {
-                    let found = meta
-                        .get("schema_version")?
-                        .and_then(|v| <[u8; 4]>::try_from(v.value()).ok())
-                        .map(u32::from_le_bytes)
-                        .unwrap_or(0);
-                    if found > SCHEMA_VERSION {
-                        return Err(StoreError::TooNew {
-                            path: path.to_path_buf(),
-                            found,
-                            known: SCHEMA_VERSION,
-                        });
-                    }
-                }
+                Some(m) if m == FORMAT_MARKER => check_schema(&meta, path)?,
                 Some(_) => {
                     return Err(StoreError::Foreign {
                         path: path.to_path_buf(),
@@ -259,18 +246,7 @@ fn inspect_read_only(path: &Path) -> Result<(), StoreError> {
         None if meta.len()? == 0 && names.len() == 1 => return Ok(()),
         _ => return Err(foreign()),
     }
-    let found = meta
-        .get("schema_version")?
-        .and_then(|v| <[u8; 4]>::try_from(v.value()).ok())
-        .map(u32::from_le_bytes)
-        .unwrap_or(0);
-    if found > SCHEMA_VERSION {
-        return Err(StoreError::TooNew {
-            path: path.to_path_buf(),
-            found,
-            known: SCHEMA_VERSION,
-        });
-    }
+    check_schema(&meta, path)?;
     // Walk what start-up will load, still read-only: damage found here refuses the start
     // without the read-write open (whose repair attempt would rewrite the file).
     let walk = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
@@ -295,6 +271,26 @@ fn inspect_read_only(path: &Path) -> Result<(), StoreError> {
             detail: "its pages are unreadable".into(),
         }),
     }
+}
+
+/// Refuses a file written by a newer schema than this binary knows.
+fn check_schema(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+    path: &Path,
+) -> Result<(), StoreError> {
+    let found = meta
+        .get("schema_version")?
+        .and_then(|v| <[u8; 4]>::try_from(v.value()).ok())
+        .map(u32::from_le_bytes)
+        .unwrap_or(0);
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found,
+            known: SCHEMA_VERSION,
+        });
+    }
+    Ok(())
 }
 
 fn has_foreign_tables(txn: &WriteTransaction) -> Result<bool, StoreError> {
