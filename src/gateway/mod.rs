@@ -152,9 +152,35 @@ async fn serve(
 ) -> Response {
     let started = Instant::now();
     let call_id = new_call_id();
-    match route(&app, &headers, body, op, dialect, path_model).await {
+    let mut failed_at: Option<(String, u32)> = None;
+    match route(
+        &app,
+        &headers,
+        body,
+        op,
+        dialect,
+        path_model,
+        &mut failed_at,
+    )
+    .await
+    {
         Ok(routed) => respond(routed, dialect, &call_id, started),
-        Err(e) => e.render(dialect, &call_id),
+        Err(e) => {
+            let mut resp = e.render(dialect, &call_id);
+            // Which deployment failed last, and how far the fallbacks went: what an operator
+            // needs to read a failure.
+            if let Some((deployment_id, fallbacks)) = failed_at {
+                let h = resp.headers_mut();
+                if let Ok(v) = HeaderValue::from_str(&deployment_id) {
+                    h.insert("x-litellm-model-id", v);
+                }
+                h.insert(
+                    "x-litellm-attempted-fallbacks",
+                    HeaderValue::from(fallbacks),
+                );
+            }
+            resp
+        }
     }
 }
 
@@ -165,6 +191,7 @@ async fn route(
     op: Operation,
     dialect: Dialect,
     path_model: Option<Result<String, String>>,
+    failed_at: &mut Option<(String, u32)>,
 ) -> Result<Routed, GatewayError> {
     let principal = app.auth.authenticate(headers).map_err(GatewayError::Auth)?;
     let mut body = request::json_object(headers, body, app.body_limits)
@@ -204,7 +231,14 @@ async fn route(
             RouteError::NoDeployments { model, retry_after } => {
                 GatewayError::NoDeployments { model, retry_after }
             }
-            RouteError::Upstream { error, .. } => GatewayError::Upstream(error),
+            RouteError::Upstream {
+                error,
+                deployment_id,
+                attempted_fallbacks,
+            } => {
+                *failed_at = Some((deployment_id, attempted_fallbacks));
+                GatewayError::Upstream(error)
+            }
         })
 }
 

@@ -231,9 +231,12 @@ async fn a_failing_group_falls_back_to_the_next() {
         primary.push(Behavior::status(500));
         backup.push(Behavior::status(502));
     }
-    let (status, _, body) = post_json(&gw, "/v1/chat/completions", &key, &hello("primary")).await;
+    let (status, h, body) = post_json(&gw, "/v1/chat/completions", &key, &hello("primary")).await;
     assert_eq!(status, 502, "{body}");
     assert_openai_error(&body);
+    // The failure names the deployment that failed last and how far the fallbacks went.
+    assert_eq!(header(&h, "x-litellm-model-id"), "dep-backup");
+    assert_eq!(header(&h, "x-litellm-attempted-fallbacks"), "1");
     assert_eq!((primary.request_count(), backup.request_count()), (2, 2));
 }
 
