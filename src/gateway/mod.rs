@@ -20,7 +20,7 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde_json::json;
 use std::time::Instant;
 
@@ -164,7 +164,7 @@ async fn serve(
     )
     .await
     {
-        Ok(routed) => respond(routed, dialect, &call_id, started),
+        Ok(routed) => respond(routed, &call_id, started),
         Err(e) => {
             let mut resp = e.render(dialect, &call_id);
             // Which deployment failed last, and how far the fallbacks went: what an operator
@@ -242,9 +242,18 @@ async fn route(
         })
 }
 
-fn respond(routed: Routed, dialect: Dialect, call_id: &str, started: Instant) -> Response {
+const CALL_ID: HeaderName = HeaderName::from_static("x-litellm-call-id");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
+const MODEL_ID: HeaderName = HeaderName::from_static("x-litellm-model-id");
+const MODEL_GROUP: HeaderName = HeaderName::from_static("x-litellm-model-group");
+const API_BASE: HeaderName = HeaderName::from_static("x-litellm-model-api-base");
+const FALLBACKS: HeaderName = HeaderName::from_static("x-litellm-attempted-fallbacks");
+const RETRIES: HeaderName = HeaderName::from_static("x-litellm-attempted-retries");
+const OVERHEAD: HeaderName = HeaderName::from_static("x-litellm-overhead-duration-ms");
+
+fn respond(routed: Routed, call_id: &str, started: Instant) -> Response {
     let overhead = started.elapsed().saturating_sub(routed.upstream_time);
-    let d = &routed.deployment.deployment;
     let mut resp = match routed.reply {
         Reply::Json { body, .. } => {
             let mut r = (StatusCode::OK, body).into_response();
@@ -269,32 +278,33 @@ fn respond(routed: Routed, dialect: Dialect, call_id: &str, started: Instant) ->
             r
         }
     };
-    let _ = dialect;
     let h = resp.headers_mut();
-    let mut put = |name: &'static str, value: String| {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            h.insert(name, v);
+    h.reserve(10);
+    if let Ok(id) = HeaderValue::from_str(call_id) {
+        h.insert(CALL_ID.clone(), id.clone());
+        // The SDKs expose these as `_request_id` (OpenAI) and `request_id` (Anthropic).
+        h.insert(X_REQUEST_ID.clone(), id.clone());
+        h.insert(REQUEST_ID.clone(), id);
+    }
+    let named = &routed.deployment.headers;
+    for (name, value) in [
+        (&MODEL_ID, &named.model_id),
+        (&MODEL_GROUP, &named.model_group),
+        (&API_BASE, &named.api_base),
+    ] {
+        if let Some(v) = value {
+            h.insert(name.clone(), v.clone());
         }
-    };
-    put("x-litellm-call-id", call_id.to_string());
-    // The SDKs expose these as `_request_id` (OpenAI) and `request_id` (Anthropic).
-    put("x-request-id", call_id.to_string());
-    put("request-id", call_id.to_string());
-    put("x-litellm-model-id", d.id.clone());
-    put("x-litellm-model-group", d.model_name.clone());
-    put("x-litellm-model-api-base", d.api_base.clone());
-    put(
-        "x-litellm-attempted-fallbacks",
-        routed.attempted_fallbacks.to_string(),
+    }
+    h.insert(
+        FALLBACKS.clone(),
+        HeaderValue::from(routed.attempted_fallbacks),
     );
-    put(
-        "x-litellm-attempted-retries",
-        routed.attempted_retries.to_string(),
-    );
-    put(
-        "x-litellm-overhead-duration-ms",
-        format!("{:.3}", overhead.as_secs_f64() * 1000.0),
-    );
+    h.insert(RETRIES.clone(), HeaderValue::from(routed.attempted_retries));
+    let overhead_ms = format!("{:.3}", overhead.as_secs_f64() * 1000.0);
+    if let Ok(v) = HeaderValue::from_str(&overhead_ms) {
+        h.insert(OVERHEAD.clone(), v);
+    }
     resp
 }
 

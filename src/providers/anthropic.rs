@@ -5,7 +5,7 @@ use super::client::{read_reply, send};
 use super::openai::stream_error_event;
 use super::sse::{self, SseSplitter};
 use super::translate::anthropic_upstream;
-use super::{ByteStream, Call, Dialect, Reply, UpstreamError, Usage, UsageSlot};
+use super::{ByteStream, Call, Dialect, IdleLimit, Reply, UpstreamError, Usage, UsageSlot};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use http_body_util::{BodyExt, Full};
@@ -86,7 +86,7 @@ struct Events {
     translator: Option<anthropic_upstream::StreamTranslator>,
     usage: UsageSlot,
     seen: Usage,
-    idle: Duration,
+    idle: IdleLimit,
     finished: bool,
 }
 
@@ -132,7 +132,7 @@ fn events(
         translator,
         usage,
         seen: Usage::default(),
-        idle,
+        idle: IdleLimit::new(idle),
         finished: false,
     };
     Box::pin(futures_util::stream::unfold(state, |mut st| async move {
@@ -140,7 +140,7 @@ fn events(
             if st.finished {
                 return None;
             }
-            match tokio::time::timeout(st.idle, st.upstream.next()).await {
+            match st.idle.next(&mut st.upstream).await {
                 Err(_) => {
                     st.finished = true;
                     let e = st.error_event("upstream stream timed out");

@@ -14,7 +14,7 @@ mod stream;
 pub mod translate;
 
 pub use client::{HttpClient, http_client};
-pub use stream::{ByteStream, with_guard};
+pub use stream::{ByteStream, IdleLimit, with_guard};
 
 use crate::config::{Deployment, ProviderKind};
 use bytes::Bytes;

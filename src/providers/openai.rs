@@ -4,7 +4,7 @@
 
 use super::client::{read_reply, send};
 use super::sse::{self, SseSplitter};
-use super::{ByteStream, Call, Operation, Reply, UpstreamError, Usage, UsageSlot};
+use super::{ByteStream, Call, IdleLimit, Operation, Reply, UpstreamError, Usage, UsageSlot};
 use crate::config::ProviderKind;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -121,38 +121,50 @@ struct Passthrough {
     splitter: SseSplitter,
     client_wants_usage: bool,
     usage: UsageSlot,
-    idle: Duration,
+    idle: IdleLimit,
     finished: bool,
 }
 
 impl Passthrough {
     /// Decides for one event: forward it or not, and note its usage.
     fn keep(&self, block: &Bytes) -> bool {
-        // Cheap test first: only usage-bearing chunks are parsed.
-        if memchr_usage(block) {
-            let event = sse::parse(block);
-            if let Ok(v) = serde_json::from_str::<Value>(&event.data) {
-                if let Some(u) = v.get("usage").filter(|u| !u.is_null())
-                    && let Ok(u) = serde_json::from_value::<Usage>(u.clone())
-                    && let Ok(mut slot) = self.usage.lock()
-                {
-                    *slot = Some(u);
-                }
-                let usage_only = v
-                    .get("choices")
-                    .and_then(Value::as_array)
-                    .is_some_and(|c| c.is_empty());
-                if usage_only && !self.client_wants_usage {
-                    return false;
-                }
-            }
+        // Every chunk says `"usage":null` once usage was asked for; only a real usage object
+        // is worth parsing, and it comes once per stream.
+        if !has_usage_object(block) {
+            return true;
         }
-        true
+        let event = sse::parse(block);
+        let Ok(chunk) = serde_json::from_str::<UsageChunk>(&event.data) else {
+            return true;
+        };
+        if let Some(u) = chunk.usage
+            && let Ok(mut slot) = self.usage.lock()
+        {
+            *slot = Some(u);
+        }
+        let usage_only = chunk.choices.is_some_and(|c| c.is_empty());
+        !usage_only || self.client_wants_usage
     }
 }
 
-fn memchr_usage(block: &[u8]) -> bool {
-    block.windows(7).any(|w| w == b"\"usage\"")
+#[derive(Deserialize)]
+struct UsageChunk {
+    usage: Option<Usage>,
+    choices: Option<Vec<serde::de::IgnoredAny>>,
+}
+
+/// Whether the event holds `"usage":` followed by an object (not `null`).
+fn has_usage_object(block: &[u8]) -> bool {
+    const NEEDLE: &[u8] = b"\"usage\":";
+    let mut rest = block;
+    while let Some(at) = rest.windows(NEEDLE.len()).position(|w| w == NEEDLE) {
+        let after = &rest[at + NEEDLE.len()..];
+        match after.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'{') => return true,
+            _ => rest = after,
+        }
+    }
+    false
 }
 
 fn passthrough(
@@ -166,7 +178,7 @@ fn passthrough(
         splitter: SseSplitter::default(),
         client_wants_usage,
         usage,
-        idle,
+        idle: IdleLimit::new(idle),
         finished: false,
     };
     Box::pin(futures_util::stream::unfold(state, |mut st| async move {
@@ -174,7 +186,7 @@ fn passthrough(
             if st.finished {
                 return None;
             }
-            match tokio::time::timeout(st.idle, st.upstream.next()).await {
+            match st.idle.next(&mut st.upstream).await {
                 Err(_) => {
                     st.finished = true;
                     return Some((Ok(stream_error_event("upstream stream timed out")), st));
@@ -208,4 +220,21 @@ fn passthrough(
             }
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_real_usage_objects_are_parsed() {
+        assert!(!has_usage_object(br#"data: {"choices":[],"usage":null}"#));
+        assert!(has_usage_object(
+            br#"data: {"choices":[],"usage": {"prompt_tokens":1}}"#
+        ));
+        assert!(has_usage_object(
+            br#"data: {"x":{"usage":null},"usage":{"prompt_tokens":1}}"#
+        ));
+        assert!(!has_usage_object(br#"data: {"content":"usage"}"#));
+    }
 }

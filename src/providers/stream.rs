@@ -37,3 +37,38 @@ pub fn with_guard<G: Send + 'static>(inner: ByteStream, guard: G) -> ByteStream 
         guard: Some(guard),
     })
 }
+
+/// The longest wait allowed between two chunks of an upstream stream. One timer per stream,
+/// re-armed per chunk, rather than a new timer for every chunk.
+pub struct IdleLimit {
+    idle: std::time::Duration,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+/// The upstream went quiet for longer than the limit.
+pub struct Stalled;
+
+impl IdleLimit {
+    pub fn new(idle: std::time::Duration) -> Self {
+        IdleLimit {
+            idle,
+            sleep: Box::pin(tokio::time::sleep(idle)),
+        }
+    }
+
+    /// The next item of `upstream`, or [`Stalled`] if none came in time.
+    pub async fn next(
+        &mut self,
+        upstream: &mut ByteStream,
+    ) -> Result<Option<Result<Bytes, std::io::Error>>, Stalled> {
+        use futures_util::StreamExt;
+        self.sleep
+            .as_mut()
+            .reset(tokio::time::Instant::now() + self.idle);
+        tokio::select! {
+            biased;
+            item = upstream.next() => Ok(item),
+            _ = self.sleep.as_mut() => Err(Stalled),
+        }
+    }
+}

@@ -21,7 +21,26 @@ const MAX_RETRY_WAIT: Duration = Duration::from_secs(10);
 
 pub struct Member {
     pub deployment: Deployment,
+    /// The response headers naming this deployment, built once rather than per request.
+    pub headers: DeploymentHeaders,
     health: Health,
+}
+
+pub struct DeploymentHeaders {
+    pub model_id: Option<http::HeaderValue>,
+    pub model_group: Option<http::HeaderValue>,
+    pub api_base: Option<http::HeaderValue>,
+}
+
+impl DeploymentHeaders {
+    fn of(d: &Deployment) -> Self {
+        let value = |s: &str| http::HeaderValue::from_str(s).ok();
+        DeploymentHeaders {
+            model_id: value(&d.id),
+            model_group: value(&d.model_name),
+            api_base: value(&d.api_base),
+        }
+    }
 }
 
 pub struct Group {
@@ -106,6 +125,7 @@ impl Router {
                 .or_default()
                 .push(Arc::new(Member {
                     deployment: d.clone(),
+                    headers: DeploymentHeaders::of(d),
                     health: Health::default(),
                 }));
         }
