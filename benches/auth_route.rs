@@ -64,8 +64,7 @@ fn router() -> Router {
     yaml.push_str("  - model_name: gpt-4o\n    litellm_params:\n      model: openai/gpt-4o\n      api_key: sk-x\n");
     yaml.push_str("  - model_name: \"openai/*\"\n    litellm_params:\n      model: \"openai/*\"\n      api_key: sk-x\n");
     let (config, _) = Config::from_yaml(&yaml, &HashMap::new()).expect("bench config");
-    let client = portcullis::providers::http_client(None).unwrap();
-    Router::new(&config, client)
+    Router::new(&config)
 }
 
 const REQUEST: &str = r#"{"model":"gpt-4o","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Say hello in one short sentence."}],"max_tokens":64,"temperature":0.2}"#;

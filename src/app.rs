@@ -18,6 +18,8 @@ pub struct Inner {
     pub auth: Authenticator,
     pub store: Store,
     pub router: Router,
+    /// Upstream pool for requests that arrive without their worker's own.
+    pub upstream: crate::providers::HttpClient,
     pub body_limits: crate::request::BodyLimits,
     /// Held across an administrative write and the cache update that follows it, so two
     /// concurrent edits cannot land in the cache in the opposite order of their commits.
@@ -40,12 +42,14 @@ impl AppState {
         auth: Authenticator,
         store: Store,
         router: Router,
+        upstream: crate::providers::HttpClient,
         body_limits: crate::request::BodyLimits,
     ) -> Self {
         AppState(Arc::new(Inner {
             auth,
             store,
             router,
+            upstream,
             body_limits,
             admin_writes: std::sync::Mutex::new(()),
             phase: AtomicU8::new(Phase::Starting as u8),

@@ -11,13 +11,16 @@ pub use access::may_use;
 pub use error::GatewayError;
 
 use crate::app::AppState;
-use crate::providers::{Dialect, Operation, Reply};
+use crate::providers::{Dialect, HttpClient, Operation, Reply};
+
+/// The upstream pool of the worker thread serving the request (absent outside the server).
+type Client = Option<Extension<HttpClient>>;
 use crate::request::{self, new_call_id};
 use crate::router::{RouteCall, RouteError, Routed};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -51,13 +54,33 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
-async fn chat(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    serve(app, headers, body, Operation::Chat, Dialect::OpenAi, None).await
-}
-
-async fn completions(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+async fn chat(
+    State(app): State<AppState>,
+    client: Client,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     serve(
         app,
+        client,
+        headers,
+        body,
+        Operation::Chat,
+        Dialect::OpenAi,
+        None,
+    )
+    .await
+}
+
+async fn completions(
+    State(app): State<AppState>,
+    client: Client,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    serve(
+        app,
+        client,
         headers,
         body,
         Operation::Completion,
@@ -67,9 +90,15 @@ async fn completions(State(app): State<AppState>, headers: HeaderMap, body: Body
     .await
 }
 
-async fn embeddings(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+async fn embeddings(
+    State(app): State<AppState>,
+    client: Client,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     serve(
         app,
+        client,
         headers,
         body,
         Operation::Embedding,
@@ -79,9 +108,15 @@ async fn embeddings(State(app): State<AppState>, headers: HeaderMap, body: Body)
     .await
 }
 
-async fn messages(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+async fn messages(
+    State(app): State<AppState>,
+    client: Client,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     serve(
         app,
+        client,
         headers,
         body,
         Operation::Chat,
@@ -93,12 +128,14 @@ async fn messages(State(app): State<AppState>, headers: HeaderMap, body: Body) -
 
 async fn azure_chat(
     State(app): State<AppState>,
+    client: Client,
     model: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     serve(
         app,
+        client,
         headers,
         body,
         Operation::Chat,
@@ -110,12 +147,14 @@ async fn azure_chat(
 
 async fn azure_completions(
     State(app): State<AppState>,
+    client: Client,
     model: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     serve(
         app,
+        client,
         headers,
         body,
         Operation::Completion,
@@ -127,12 +166,14 @@ async fn azure_completions(
 
 async fn azure_embeddings(
     State(app): State<AppState>,
+    client: Client,
     model: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     serve(
         app,
+        client,
         headers,
         body,
         Operation::Embedding,
@@ -144,6 +185,7 @@ async fn azure_embeddings(
 
 async fn serve(
     app: AppState,
+    client: Client,
     headers: HeaderMap,
     body: Body,
     op: Operation,
@@ -153,8 +195,10 @@ async fn serve(
     let started = Instant::now();
     let call_id = new_call_id();
     let mut failed_at: Option<(String, u32)> = None;
+    let client = client.as_ref().map_or(&app.upstream, |Extension(c)| c);
     match route(
         &app,
+        client,
         &headers,
         body,
         op,
@@ -184,8 +228,10 @@ async fn serve(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn route(
     app: &AppState,
+    client: &HttpClient,
     headers: &HeaderMap,
     body: Body,
     op: Operation,
@@ -218,6 +264,7 @@ async fn route(
     let may_use_model = |name: &str| may_use(&principal, name, &app.router);
     app.router
         .execute(RouteCall {
+            client,
             target: &target,
             op,
             dialect,

@@ -49,7 +49,6 @@ pub struct Group {
 }
 
 pub struct Router {
-    client: HttpClient,
     settings: RouterSettings,
     /// Exact model names, and the names in config order (for `/v1/models`).
     groups: HashMap<String, Arc<Group>>,
@@ -67,6 +66,8 @@ pub struct Target {
 /// One call to route: what to send, in which dialect, and which models the caller may use
 /// (fallback groups it may not use are skipped).
 pub struct RouteCall<'a> {
+    /// The upstream pool of the thread serving this call.
+    pub client: &'a HttpClient,
     pub target: &'a Target,
     pub op: Operation,
     pub dialect: Dialect,
@@ -112,7 +113,7 @@ fn wildcard_match(pattern: &str, model: &str) -> Option<String> {
 }
 
 impl Router {
-    pub fn new(config: &Config, client: HttpClient) -> Router {
+    pub fn new(config: &Config) -> Router {
         let mut groups: HashMap<String, Arc<Group>> = HashMap::new();
         let mut names: Vec<String> = Vec::new();
         let mut members: HashMap<String, Vec<Arc<Member>>> = HashMap::new();
@@ -145,7 +146,6 @@ impl Router {
         }
         wildcards.sort_by_key(|g| std::cmp::Reverse(g.name.find('*').unwrap_or(0)));
         Router {
-            client,
             settings: config.router.clone(),
             groups,
             order,
@@ -252,6 +252,7 @@ impl Router {
     /// or a failure is not worth retrying.
     pub async fn execute(&self, call: RouteCall<'_>) -> Result<Routed, RouteError> {
         let RouteCall {
+            client,
             target,
             op,
             dialect,
@@ -317,7 +318,7 @@ impl Router {
                 }
                 .unwrap_or(self.settings.timeout);
                 let call = Call {
-                    client: &self.client,
+                    client,
                     deployment: d,
                     upstream_model: &upstream_model,
                     timeout,

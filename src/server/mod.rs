@@ -99,7 +99,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServerError> {
     };
     let client =
         crate::providers::http_client(extra_roots.as_deref()).map_err(ServerError::Config)?;
-    let router = Router::new(&config, client);
+    let router = Router::new(&config);
     tracing::info!(
         config = %config_path.display(),
         data = %store_path.display(),
@@ -111,6 +111,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServerError> {
         Authenticator::new(Some(&master), keys),
         store,
         router,
+        client,
         crate::request::BodyLimits {
             max_bytes: config.max_request_bytes,
             idle: config.idle_timeout,
@@ -123,6 +124,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServerError> {
         tls,
         config.shutdown_timeout,
         config.idle_timeout,
+        extra_roots,
     )
     .await
 }
