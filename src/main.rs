@@ -8,11 +8,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// malloc dominated the per-request profile (many small, short-lived JSON and header
-/// allocations); mimalloc's thread-local free lists serve them far more cheaply than glibc's.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Exit status for a config that does not validate (EX_DATAERR-like, as `check-config` documents).
 const EXIT_BAD_CONFIG: u8 = 64;
 
