@@ -42,6 +42,7 @@ impl ApiError {
         match self {
             ApiError::Body(BodyError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Body(BodyError::Timeout) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Body(BodyError::Busy) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Body(_) | ApiError::Invalid { .. } => StatusCode::BAD_REQUEST,
             ApiError::Auth(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -89,7 +90,9 @@ impl IntoResponse for ApiError {
             "code": status.as_u16().to_string(),
         }});
         let mut resp = (status, axum::Json(body)).into_response();
-        if let ApiError::Body(BodyError::TooLarge { .. } | BodyError::Timeout) = &self {
+        if let ApiError::Body(BodyError::TooLarge { .. } | BodyError::Timeout | BodyError::Busy) =
+            &self
+        {
             // The unread rest of the body makes this connection unusable for a next request.
             resp.headers_mut().insert(
                 http::header::CONNECTION,

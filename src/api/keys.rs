@@ -56,8 +56,9 @@ async fn body_of(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Map<String, Value>, ApiError> {
-    crate::request::json_object(headers, body, app.body_limits)
+    crate::request::json_object(headers, body, &app.body_limits)
         .await
+        .map(|(map, _permit)| map)
         .map_err(ApiError::Body)
 }
 

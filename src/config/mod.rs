@@ -94,6 +94,7 @@ pub struct Config {
     pub router: RouterSettings,
     pub master_key: Option<Secret<String>>,
     pub max_request_bytes: usize,
+    pub max_buffered_request_bytes: usize,
     pub tls: Option<TlsFiles>,
     pub shutdown_timeout: Duration,
     pub idle_timeout: Duration,

@@ -76,6 +76,8 @@ pub struct RawGeneralSettings {
     pub ssl_keyfile_path: Option<String>,
     /// Seconds that in-flight requests and streams get to finish after SIGTERM.
     pub graceful_shutdown_timeout: Option<f64>,
+    /// MiB of request bodies held in memory at once, across all requests.
+    pub max_buffered_request_mb: Option<f64>,
     /// Seconds a connection may sit with no request in flight and no byte moving.
     pub idle_timeout: Option<f64>,
 }

@@ -10,6 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 const DEFAULT_MAX_REQUEST_MB: f64 = 32.0;
+const DEFAULT_MAX_BUFFERED_MB: f64 = 256.0;
 
 fn problem(path: impl Into<String>, message: impl Into<String>) -> Problem {
     Problem {
@@ -405,6 +406,16 @@ fn validate(raw: RawConfig, warnings: Vec<Problem>) -> Loaded {
             "must be between 0.001 (1 KiB) and 4096",
         ));
     }
+    let buffered_mb = g
+        .max_buffered_request_mb
+        .unwrap_or(DEFAULT_MAX_BUFFERED_MB.max(max_mb));
+    // One largest request must always fit, or it could only ever be refused.
+    if !(buffered_mb.is_finite() && buffered_mb >= max_mb && buffered_mb <= 1_048_576.0) {
+        errors.push(problem(
+            "general_settings.max_buffered_request_mb",
+            "must be at least max_request_size_mb (and at most 1048576)",
+        ));
+    }
     let tls = match (g.ssl_certfile_path, g.ssl_keyfile_path) {
         (Some(cert), Some(key)) => Some(TlsFiles {
             cert: cert.into(),
@@ -442,6 +453,7 @@ fn validate(raw: RawConfig, warnings: Vec<Problem>) -> Loaded {
             router,
             master_key: g.master_key.map(Secret::new),
             max_request_bytes: (max_mb * 1024.0 * 1024.0) as usize,
+            max_buffered_request_bytes: (buffered_mb * 1024.0 * 1024.0) as usize,
             tls,
             shutdown_timeout,
             idle_timeout,

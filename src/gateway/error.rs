@@ -44,6 +44,7 @@ impl GatewayError {
         match self {
             GatewayError::Body(BodyError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::Body(BodyError::Timeout) => StatusCode::REQUEST_TIMEOUT,
+            GatewayError::Body(BodyError::Busy) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Body(_) | GatewayError::Invalid { .. } => StatusCode::BAD_REQUEST,
             GatewayError::Auth(_) => StatusCode::UNAUTHORIZED,
             GatewayError::ModelNotAllowed { .. } => StatusCode::FORBIDDEN,
@@ -65,6 +66,7 @@ impl GatewayError {
                 ("invalid_request_error", "request_too_large")
             }
             GatewayError::Body(BodyError::Timeout) => ("invalid_request_error", "request_timeout"),
+            GatewayError::Body(BodyError::Busy) => ("service_unavailable", "server_busy"),
             GatewayError::Body(_) => ("invalid_request_error", "invalid_json"),
             GatewayError::Invalid { .. } => ("invalid_request_error", "invalid_value"),
             GatewayError::Auth(e) => ("authentication_error", e.code()),
@@ -153,13 +155,17 @@ impl GatewayError {
         }
         let retry_after = match &self {
             GatewayError::NoDeployments { retry_after, .. } => Some(retry_after.as_secs().max(1)),
+            GatewayError::Body(BodyError::Busy) => Some(1),
             GatewayError::Upstream(e) => e.retry_after().map(|d| d.as_secs().max(1)),
             _ => None,
         };
         if let Some(secs) = retry_after {
             h.insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
         }
-        if let GatewayError::Body(BodyError::TooLarge { .. } | BodyError::Timeout) = &self {
+        if let GatewayError::Body(
+            BodyError::TooLarge { .. } | BodyError::Timeout | BodyError::Busy,
+        ) = &self
+        {
             // The rest of the body was never read, so the server may close this connection;
             // saying so stops the client from reusing it for its next request.
             h.insert(http::header::CONNECTION, HeaderValue::from_static("close"));

@@ -240,7 +240,8 @@ async fn route(
     failed_at: &mut Option<(String, u32)>,
 ) -> Result<Routed, GatewayError> {
     let principal = app.auth.authenticate(headers).map_err(GatewayError::Auth)?;
-    let mut body = request::json_object(headers, body, app.body_limits)
+    // The permit rides until routing is over: the body stays in memory that long.
+    let (mut body, _permit) = request::json_object(headers, body, &app.body_limits)
         .await
         .map_err(GatewayError::Body)?;
     if let Some(m) = path_model {

@@ -112,10 +112,11 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServerError> {
         store,
         router,
         client,
-        crate::request::BodyLimits {
-            max_bytes: config.max_request_bytes,
-            idle: config.idle_timeout,
-        },
+        crate::request::BodyLimits::new(
+            config.max_request_bytes,
+            config.idle_timeout,
+            config.max_buffered_request_bytes,
+        ),
     );
     let tls = opts.tls.clone().or(config.tls.clone());
     listen::serve(

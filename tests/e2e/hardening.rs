@@ -132,3 +132,56 @@ async fn a_new_secret_may_not_be_one_that_already_authenticates() {
     assert_eq!(st, 200);
     assert_eq!(models["data"][0]["id"], "gpt-4o-mini", "{models}");
 }
+
+#[tokio::test]
+async fn request_bodies_share_a_memory_budget() {
+    // Room for one 10 KB body at a time; a second has to wait, then gets 503.
+    let gw = Options::new()
+        .config("model_list:\n  - model_name: \"mock/*\"\n    litellm_params: {model: \"mock/*\"}\ngeneral_settings:\n  idle_timeout: 1\n  max_request_size_mb: 0.0097\n  max_buffered_request_mb: 0.0097\n")
+        .start();
+    // The first upload holds the whole budget while it trickles in.
+    let mut holder = TcpStream::connect(gw.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {MASTER_KEY}\r\nContent-Type: application/json\r\nContent-Length: 10000\r\n\r\n{{"
+    );
+    holder.write_all(head.as_bytes()).await.unwrap();
+    let keep_alive = async {
+        for _ in 0..8 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if holder.write_all(b" ").await.is_err() {
+                break;
+            }
+        }
+    };
+    let http = crate::harness::client();
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        http.post(gw.url("/v1/chat/completions"))
+            .bearer_auth(MASTER_KEY)
+            .header("content-type", "application/json")
+            .body(format!(
+                "{{\"model\": \"mock/x\", \"messages\": [{{\"role\": \"user\", \"content\": \"{}\"}}]}}",
+                "y".repeat(5000)
+            ))
+            .send()
+            .await
+            .unwrap()
+    };
+    let ((), resp) = tokio::join!(keep_alive, second);
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "server_busy", "{body}");
+    drop(holder);
+    // Once the budget is free again, the same request goes through.
+    let ok = crate::harness::eventually_async(Duration::from_secs(10), || async {
+        http.post(gw.url("/v1/chat/completions"))
+            .bearer_auth(MASTER_KEY)
+            .json(&json!({"model": "mock/x", "messages": [{"role": "user", "content": "y".repeat(5000)}]}))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    assert!(ok, "the budget was not given back");
+}
