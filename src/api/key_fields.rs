@@ -34,7 +34,8 @@ fn money(v: &Value, field: &str) -> Result<Option<f64>, ApiError> {
     match v {
         Value::Null => Ok(None),
         Value::Number(n) => match n.as_f64() {
-            Some(x) if x.is_finite() && x >= 0.0 => Ok(Some(x)),
+            // `+ 0.0` turns -0.0 into 0.0, which is what anyone sending it meant.
+            Some(x) if x.is_finite() && x >= 0.0 => Ok(Some(x + 0.0)),
             _ => Err(ApiError::invalid(
                 format!("`{field}` must be a finite number >= 0."),
                 field,

@@ -283,10 +283,11 @@ fn deployment(i: usize, m: RawModel, errors: &mut Vec<Problem>) -> Option<Deploy
         ));
     }
     let weight = p.weight.unwrap_or(1.0);
-    if !(weight.is_finite() && weight > 0.0) {
+    // Bounded so that a group's weights always sum to a finite number.
+    if !(weight.is_finite() && weight > 0.0 && weight <= 1e6) {
         errors.push(problem(
             at("litellm_params.weight"),
-            "must be a positive number",
+            "must be a number above 0 and at most 1000000",
         ));
     }
     let api_version = match provider {
