@@ -10,7 +10,9 @@ pub struct Health {
     in_flight: Arc<AtomicU32>,
     /// Exponentially weighted average of time to response headers, µs; 0 = not measured yet.
     latency_us: AtomicU64,
-    /// (minute since epoch << 32) | failures in that minute.
+    /// (second the window opened << 32) | failures since. A window lasts a minute from its
+    /// first failure, so two failures a second apart always count together (a calendar minute
+    /// would split them at its boundary).
     fail_window: AtomicU64,
     cooldown_until_ms: AtomicI64,
 }
@@ -62,17 +64,19 @@ impl Health {
     /// is the group's only deployment, which would then refuse everything for no gain.
     pub fn failed(&self, allowed_fails: u32, cooldown: Duration, can_cool: bool) {
         let now = crate::types::now_ms();
-        let minute = (now / 60_000) as u64;
+        let second = (now / 1000) as u64;
         let mut count = 0;
         let _ = self
             .fail_window
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
-                count = if w >> 32 == minute {
-                    (w & 0xffff_ffff) + 1
+                let opened = w >> 32;
+                let (opened, n) = if w != 0 && second.saturating_sub(opened) < 60 {
+                    (opened, (w & 0xffff_ffff) + 1)
                 } else {
-                    1
+                    (second, 1)
                 };
-                Some((minute << 32) | count)
+                count = n;
+                Some((opened << 32) | n)
             });
         if can_cool && count > u64::from(allowed_fails) {
             self.cooldown_until_ms
