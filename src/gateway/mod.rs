@@ -22,165 +22,52 @@ use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Extension, Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde_json::json;
 use std::time::Instant;
 
 pub fn routes() -> Router<AppState> {
+    use Dialect::{Anthropic, OpenAi};
+    use Operation::{Chat, Completion, Embedding};
     Router::new()
-        .route("/v1/chat/completions", post(chat))
-        .route("/chat/completions", post(chat))
-        .route("/v1/completions", post(completions))
-        .route("/completions", post(completions))
-        .route("/v1/embeddings", post(embeddings))
-        .route("/embeddings", post(embeddings))
-        .route("/v1/messages", post(messages))
+        .route("/v1/chat/completions", llm(Chat, OpenAi))
+        .route("/chat/completions", llm(Chat, OpenAi))
+        .route("/v1/completions", llm(Completion, OpenAi))
+        .route("/completions", llm(Completion, OpenAi))
+        .route("/v1/embeddings", llm(Embedding, OpenAi))
+        .route("/embeddings", llm(Embedding, OpenAi))
+        .route("/v1/messages", llm(Chat, Anthropic))
         .route("/v1/models", get(list_models))
         .route("/models", get(list_models))
         .route("/v1/models/{*model}", get(get_model))
         .route("/models/{*model}", get(get_model))
-        .route(
-            "/openai/deployments/{model}/chat/completions",
-            post(azure_chat),
-        )
-        .route(
-            "/openai/deployments/{model}/completions",
-            post(azure_completions),
-        )
-        .route(
-            "/openai/deployments/{model}/embeddings",
-            post(azure_embeddings),
-        )
+        .route("/openai/deployments/{model}/chat/completions", azure(Chat))
+        .route("/openai/deployments/{model}/completions", azure(Completion))
+        .route("/openai/deployments/{model}/embeddings", azure(Embedding))
 }
 
-async fn chat(
-    State(app): State<AppState>,
-    client: Client,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    serve(
-        app,
-        client,
-        headers,
-        body,
-        Operation::Chat,
-        Dialect::OpenAi,
-        None,
+/// A POST route for one operation in one dialect.
+fn llm(op: Operation, dialect: Dialect) -> MethodRouter<AppState> {
+    post(
+        move |State(app): State<AppState>, client: Client, headers: HeaderMap, body: Body| {
+            serve(app, client, headers, body, op, dialect, None)
+        },
     )
-    .await
 }
 
-async fn completions(
-    State(app): State<AppState>,
-    client: Client,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    serve(
-        app,
-        client,
-        headers,
-        body,
-        Operation::Completion,
-        Dialect::OpenAi,
-        None,
+/// An Azure-style route: the model is the deployment named in the path.
+fn azure(op: Operation) -> MethodRouter<AppState> {
+    post(
+        move |State(app): State<AppState>,
+              model: Result<Path<String>, PathRejection>,
+              client: Client,
+              headers: HeaderMap,
+              body: Body| {
+            let model = model.map(|Path(m)| m).map_err(|r| r.body_text());
+            serve(app, client, headers, body, op, Dialect::OpenAi, Some(model))
+        },
     )
-    .await
-}
-
-async fn embeddings(
-    State(app): State<AppState>,
-    client: Client,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    serve(
-        app,
-        client,
-        headers,
-        body,
-        Operation::Embedding,
-        Dialect::OpenAi,
-        None,
-    )
-    .await
-}
-
-async fn messages(
-    State(app): State<AppState>,
-    client: Client,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    serve(
-        app,
-        client,
-        headers,
-        body,
-        Operation::Chat,
-        Dialect::Anthropic,
-        None,
-    )
-    .await
-}
-
-async fn azure_chat(
-    State(app): State<AppState>,
-    client: Client,
-    model: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    serve(
-        app,
-        client,
-        headers,
-        body,
-        Operation::Chat,
-        Dialect::OpenAi,
-        Some(model.map(|Path(m)| m).map_err(|r| r.body_text())),
-    )
-    .await
-}
-
-async fn azure_completions(
-    State(app): State<AppState>,
-    client: Client,
-    model: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    serve(
-        app,
-        client,
-        headers,
-        body,
-        Operation::Completion,
-        Dialect::OpenAi,
-        Some(model.map(|Path(m)| m).map_err(|r| r.body_text())),
-    )
-    .await
-}
-
-async fn azure_embeddings(
-    State(app): State<AppState>,
-    client: Client,
-    model: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    serve(
-        app,
-        client,
-        headers,
-        body,
-        Operation::Embedding,
-        Dialect::OpenAi,
-        Some(model.map(|Path(m)| m).map_err(|r| r.body_text())),
-    )
-    .await
 }
 
 async fn serve(
