@@ -83,6 +83,11 @@ pub async fn serve(
         None => None,
     };
     let bind_err = |e: std::io::Error| ServerError::Bind(opts.listen, e.to_string());
+    // SO_REUSEPORT would let a second server of the same user share a port that is already in
+    // use and silently take half its connections: an exclusive bind first proves it is free.
+    if opts.listen.port() != 0 {
+        drop(std::net::TcpListener::bind(opts.listen).map_err(bind_err)?);
+    }
     let first = bind_shared(opts.listen).map_err(bind_err)?;
     let addr = first
         .local_addr()

@@ -185,3 +185,17 @@ async fn request_bodies_share_a_memory_budget() {
     .await;
     assert!(ok, "the budget was not given back");
 }
+
+#[test]
+fn a_port_in_use_is_refused_not_shared() {
+    let first = Options::new().start();
+    let (status, log) = Options::new()
+        .paths_via_env()
+        .env("PORTCULLIS_LISTEN", first.addr.to_string())
+        .start_expect_failure();
+    assert!(
+        !status.success(),
+        "a second server took the same port:\n{log}"
+    );
+    assert!(log.contains("cannot listen"), "{log}");
+}
