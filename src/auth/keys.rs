@@ -56,14 +56,6 @@ impl KeyCache {
         self.by_digest.get(digest).map(|e| e.value().clone())
     }
 
-    pub fn len(&self) -> usize {
-        self.by_digest.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_digest.is_empty()
-    }
-
     /// Installs (or replaces) a key and its grace-period predecessors.
     pub fn upsert(&self, record: KeyRecord) {
         let record = Arc::new(record);

@@ -348,6 +348,91 @@ impl Tx {
 mod tests {
     use super::*;
 
+    fn key(token: &str) -> KeyRecord {
+        KeyRecord {
+            token: token.into(),
+            key_name: "sk-...0000".into(),
+            key_alias: None,
+            models: Vec::new(),
+            expires_ms: None,
+            metadata_json: "{}".into(),
+            user_id: None,
+            team_id: None,
+            max_budget: None,
+            soft_budget: None,
+            budget_duration: None,
+            tpm_limit: None,
+            rpm_limit: None,
+            max_parallel_requests: None,
+            blocked: false,
+            spend: 0.0,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+            created_by: String::new(),
+            updated_by: String::new(),
+            grace_tokens: Vec::new(),
+        }
+    }
+
+    fn created(token: &str) -> Change {
+        Change {
+            action: "created".into(),
+            table_name: "LiteLLM_VerificationToken".into(),
+            object_id: token.into(),
+            before_value: String::new(),
+            updated_values: "{}".into(),
+        }
+    }
+
+    #[test]
+    fn changes_commit_with_their_chained_audit_entries_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let origin = Origin::default();
+        for t in ["a", "b"] {
+            store
+                .write(&Actor::MasterKey, &origin, |tx| {
+                    tx.put_key(&key(t))?;
+                    tx.audit(created(t));
+                    Ok::<_, StoreError>(())
+                })
+                .unwrap();
+        }
+        // A change without its entry is refused, and nothing of it commits.
+        let refused = store.write(&Actor::MasterKey, &origin, |tx| {
+            tx.put_key(&key("c"))?;
+            Ok::<_, StoreError>(())
+        });
+        assert!(matches!(refused, Err(StoreError::Unaudited)));
+        // A closure that fails after writing commits nothing either, entry included.
+        let failed = store.write(&Actor::MasterKey, &origin, |tx| {
+            tx.put_key(&key("d"))?;
+            tx.audit(created("d"));
+            Err::<(), _>(StoreError::Db("caller gave up".into()))
+        });
+        assert!(failed.is_err());
+        let tokens: Vec<String> = store
+            .all_keys()
+            .unwrap()
+            .into_iter()
+            .map(|k| k.token)
+            .collect();
+        assert_eq!(tokens, ["a", "b"]);
+
+        let entries = store.audit_entries(1, 10).unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].change.object_id, "a");
+        assert_eq!(entries[0].prev_hash, "0".repeat(64));
+        // Each entry commits to the one before it.
+        let txn = store.read().unwrap();
+        let hashes = txn.open_table(tables::AUDIT_HASHES).unwrap();
+        let first_hash = hashes.get(1u64).unwrap().unwrap().value().to_string();
+        assert_eq!(entries[1].prev_hash, first_hash);
+        let raw = txn.open_table(tables::AUDIT).unwrap();
+        let first_bytes = raw.get(1u64).unwrap().unwrap().value().to_vec();
+        assert_eq!(hex::encode(Sha256::digest(&first_bytes)), first_hash);
+    }
+
     #[test]
     fn foreign_and_future_files_are_refused() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
