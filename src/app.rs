@@ -16,6 +16,10 @@ pub enum Phase {
 
 pub struct Inner {
     pub auth: Authenticator,
+    /// Users, teams, organisations and end users in memory, with their meters.
+    pub directory: Arc<crate::tenancy::Directory>,
+    /// Spend log rows on their way to the batched writer.
+    pub spend: crate::limits::SpendQueue,
     pub store: Store,
     pub router: Router,
     /// Upstream pool for requests that arrive without their worker's own.
@@ -40,6 +44,8 @@ impl std::ops::Deref for AppState {
 impl AppState {
     pub fn new(
         auth: Authenticator,
+        directory: Arc<crate::tenancy::Directory>,
+        spend: crate::limits::SpendQueue,
         store: Store,
         router: Router,
         upstream: crate::providers::HttpClient,
@@ -47,6 +53,8 @@ impl AppState {
     ) -> Self {
         AppState(Arc::new(Inner {
             auth,
+            directory,
+            spend,
             store,
             router,
             upstream,

@@ -12,6 +12,12 @@ pub enum Actor {
     Key(String),
     /// The server itself (start-up, expiry sweeps).
     System,
+    /// A user, through one of its keys (by hash) or a session; with the role it acted in.
+    User {
+        user_id: String,
+        key: Option<String>,
+        role: String,
+    },
 }
 
 impl Actor {
@@ -20,6 +26,7 @@ impl Actor {
             Actor::MasterKey => "master_key".to_string(),
             Actor::Key(hash) => format!("key:{hash}"),
             Actor::System => "system".to_string(),
+            Actor::User { user_id, .. } => format!("user:{user_id}"),
         }
     }
 }

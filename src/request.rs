@@ -70,6 +70,11 @@ pub struct BodyPermit {
 }
 
 impl BodyPermit {
+    /// About how many bytes the body held (to the KiB).
+    pub fn bytes(&self) -> usize {
+        self.kib * 1024
+    }
+
     /// Grows the share to cover `bytes`, waiting (at most `idle`) for others to finish.
     async fn cover(&mut self, bytes: usize, limits: &BodyLimits) -> Result<(), BodyError> {
         let want = bytes.div_ceil(1024).max(1);

@@ -1,9 +1,12 @@
-//! The authenticated caller of a management route, with the origin recorded in audit entries.
+//! The authenticated caller of a management route: who it is in the governance model, the
+//! route gates it passed, and the origin recorded in audit entries.
 
 use super::ApiError;
 use crate::app::AppState;
-use crate::audit::Origin;
+use crate::audit::{Actor, Origin};
 use crate::auth::Principal;
+use crate::tenancy::access;
+use crate::tenancy::scope::{Identity, Reach};
 use axum::extract::FromRequestParts;
 use http::request::Parts;
 use std::net::SocketAddr;
@@ -12,20 +15,66 @@ use std::net::SocketAddr;
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub SocketAddr);
 
+#[derive(Clone)]
 pub struct Caller {
-    pub principal: Principal,
+    pub identity: Identity,
     pub origin: Origin,
 }
 
 impl Caller {
     pub fn require_admin(&self) -> Result<(), ApiError> {
-        if self.principal.is_admin() {
+        if self.identity.is_proxy_admin() {
             Ok(())
         } else {
             Err(ApiError::Forbidden(
-                "Only a proxy admin (the master key) may do this.".into(),
+                "Only a proxy admin may do this.".into(),
             ))
         }
+    }
+
+    /// Refuses callers that may change nothing (viewers, read-only keys).
+    pub fn require_writer(&self) -> Result<(), ApiError> {
+        if self.identity.read_only() {
+            Err(ApiError::Forbidden(
+                "This caller is read-only and may change nothing.".into(),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The standard answer for an object: hidden is 404 (never disclosed), a reach below
+    /// `needed` is 403, and any write by a read-only caller is 403.
+    pub fn need(&self, reach: Reach, needed: Reach, what: &str) -> Result<(), ApiError> {
+        if reach == Reach::Hidden {
+            return Err(ApiError::NotFound(format!("{what} not found.")));
+        }
+        if needed > Reach::Read {
+            self.require_writer()?;
+        }
+        if reach < needed {
+            return Err(ApiError::Forbidden(format!(
+                "Not allowed to do this to this {}.",
+                what.to_lowercase()
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn actor(&self) -> Actor {
+        match &self.identity {
+            Identity::Master => Actor::MasterKey,
+            Identity::User { user, key } => Actor::User {
+                user_id: user.record.user_id.clone(),
+                key: key.as_ref().map(|k| k.record.token.clone()),
+                role: user.record.user_role.as_str().to_string(),
+            },
+            Identity::Service { key } => Actor::Key(key.record.token.clone()),
+        }
+    }
+
+    pub fn label(&self) -> String {
+        self.identity.label()
     }
 }
 
@@ -37,6 +86,32 @@ impl FromRequestParts<AppState> for Caller {
             .auth
             .authenticate(&parts.headers)
             .map_err(ApiError::Auth)?;
+        let identity = match principal {
+            Principal::Master => Identity::Master,
+            Principal::Key(key) => {
+                let user = key
+                    .record
+                    .user_id
+                    .as_deref()
+                    .and_then(|u| app.directory.user(u));
+                if let Some(u) = &user
+                    && u.record.blocked
+                {
+                    return Err(ApiError::Forbidden("This user is blocked.".into()));
+                }
+                let role = user.as_ref().map(|u| u.record.user_role);
+                let class = access::classify(&parts.method, parts.uri.path());
+                access::check_route(&app.directory, &key, role, class, parts.uri.path())
+                    .map_err(|d| ApiError::Forbidden(d.rule))?;
+                match user {
+                    Some(user) => Identity::User {
+                        user,
+                        key: Some(key),
+                    },
+                    None => Identity::Service { key },
+                }
+            }
+        };
         let origin = Origin {
             request_id: crate::request::new_call_id(),
             source_ip: parts
@@ -46,6 +121,6 @@ impl FromRequestParts<AppState> for Caller {
                 .unwrap_or_default(),
             user_agent: crate::request::user_agent(&parts.headers),
         };
-        Ok(Caller { principal, origin })
+        Ok(Caller { identity, origin })
     }
 }

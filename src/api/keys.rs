@@ -2,10 +2,14 @@
 //! its sha256 hex (`token`) wherever a key is named.
 
 use super::key_fields::{apply, view};
-use super::{ApiError, Caller};
+use super::fields::positive;
+use super::key_policy;
+use super::write::commit;
+use super::{ApiError, Caller, body_of};
 use crate::app::AppState;
-use crate::audit::{Actor, Change, Origin};
-use crate::auth::{Principal, generate_key, hash_key, mask_key};
+use crate::audit::Change;
+use crate::auth::{generate_key, hash_key, mask_key};
+use crate::tenancy::scope::Reach;
 use crate::store::{KeyRecord, Tx};
 use crate::types::{now_ms, parse_duration};
 use axum::body::Body;
@@ -51,17 +55,6 @@ fn usable_secret(k: &str) -> bool {
     k.starts_with("sk-") && k.len() >= 20 && k.bytes().all(|b| b.is_ascii_graphic())
 }
 
-async fn body_of(
-    app: &AppState,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<Map<String, Value>, ApiError> {
-    crate::request::json_object(headers, body, &app.body_limits)
-        .await
-        .map(|(map, _permit)| map)
-        .map_err(ApiError::Body)
-}
-
 fn key_arg(body: &Map<String, Value>) -> Result<String, ApiError> {
     match body.get("key") {
         Some(Value::String(k)) if !k.trim().is_empty() => Ok(token_of(k)),
@@ -72,7 +65,25 @@ fn key_arg(body: &Map<String, Value>) -> Result<String, ApiError> {
     }
 }
 
-fn change(
+/// A key as an audit entry records it: its fields, without live counters.
+fn audit_view(r: &KeyRecord) -> String {
+    let mut v = view(r, 0.0);
+    if let Some(m) = v.as_object_mut() {
+        m.remove("spend");
+    }
+    v.to_string()
+}
+
+/// The key's current-period spend, from its live meter.
+pub(super) fn spend_of(app: &AppState, r: &KeyRecord) -> f64 {
+    app.directory
+        .ledger()
+        .meter(&crate::limits::Subject::Key(r.key_id.clone()))
+        .snapshot(&crate::tenancy::limits_of(&r.budget), crate::types::now_ms())
+        .spend
+}
+
+pub(super) fn change(
     action: &str,
     before: Option<&KeyRecord>,
     after: Option<&KeyRecord>,
@@ -82,53 +93,9 @@ fn change(
         action: action.to_string(),
         table_name: TABLE.to_string(),
         object_id: token.to_string(),
-        before_value: before.map(|r| view(r).to_string()).unwrap_or_default(),
-        updated_values: after.map(|r| view(r).to_string()).unwrap_or_default(),
+        before_value: before.map(audit_view).unwrap_or_default(),
+        updated_values: after.map(audit_view).unwrap_or_default(),
     }
-}
-
-/// Runs an audited key write off the async threads, then brings the auth cache in step with
-/// what committed — both under the admin write lock.
-async fn write_keys<T: Send + 'static>(
-    app: &AppState,
-    caller: &Caller,
-    f: impl FnOnce(&mut Tx) -> Result<(T, Vec<KeyRecord>, Vec<KeyRecord>), ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let app = app.clone();
-    let actor: Actor = caller.principal.actor();
-    let origin: Origin = caller.origin.clone();
-    tokio::task::spawn_blocking(move || {
-        let _order = app
-            .admin_writes
-            .lock()
-            // The lock guards ordering, not data: a panic elsewhere leaves nothing to repair.
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (out, upserted, removed) = app.store.write(&actor, &origin, f)?;
-        // Install first, then forget only what is gone: a key being edited never disappears
-        // from the cache, even for an instant.
-        let kept: std::collections::HashSet<String> = upserted
-            .iter()
-            .flat_map(|r| {
-                std::iter::once(r.token.clone())
-                    .chain(r.grace_tokens.iter().map(|(t, _)| t.clone()))
-            })
-            .collect();
-        for r in upserted {
-            app.auth.keys().upsert(r);
-        }
-        for r in &removed {
-            let tokens = std::iter::once(&r.token).chain(r.grace_tokens.iter().map(|(t, _)| t));
-            for t in tokens.filter(|t| !kept.contains(*t)) {
-                app.auth.keys().remove_token(t);
-            }
-        }
-        Ok(out)
-    })
-    .await
-    .map_err(|e| ApiError::Internal {
-        request_id: caller.origin.request_id.clone(),
-        detail: e.to_string(),
-    })?
 }
 
 fn check_alias_free(tx: &Tx, alias: Option<&str>, token: &str) -> Result<(), ApiError> {
@@ -143,13 +110,39 @@ fn check_alias_free(tx: &Tx, alias: Option<&str>, token: &str) -> Result<(), Api
     Ok(())
 }
 
+/// A fresh key record for `secret`, with no limits of its own.
+pub(super) fn new_record(secret: &str, by: &str, user_id: Option<String>) -> KeyRecord {
+    let now = now_ms();
+    KeyRecord {
+        key_id: uuid::Uuid::now_v7().to_string(),
+        token: hex::encode(hash_key(secret)),
+        key_name: mask_key(secret),
+        key_alias: None,
+        models: Vec::new(),
+        expires_ms: None,
+        metadata_json: "{}".into(),
+        user_id,
+        team_id: None,
+        organization_id: None,
+        budget: crate::store::Budget::default(),
+        allowed_routes: Vec::new(),
+        key_type: crate::roles::KeyType::Default,
+        blocked: false,
+        created_at_ms: now,
+        updated_at_ms: now,
+        created_by: by.to_string(),
+        updated_by: by.to_string(),
+        grace_tokens: Vec::new(),
+    }
+}
+
 async fn generate(
     State(app): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require_admin()?;
+    caller.require_writer()?;
     let body = body_of(&app, &headers, body).await?;
     let secret = match body.get("key") {
         None | Some(Value::Null) => generate_key().map_err(|e| ApiError::Internal {
@@ -164,35 +157,18 @@ async fn generate(
             ));
         }
     };
-    let now = now_ms();
-    let by = caller.principal.actor().label();
-    let mut record = KeyRecord {
-        token: hex::encode(hash_key(&secret)),
-        key_name: mask_key(&secret),
-        key_alias: None,
-        models: Vec::new(),
-        expires_ms: None,
-        metadata_json: "{}".into(),
-        user_id: None,
-        team_id: None,
-        max_budget: None,
-        soft_budget: None,
-        budget_duration: None,
-        tpm_limit: None,
-        rpm_limit: None,
-        max_parallel_requests: None,
-        blocked: false,
-        spend: 0.0,
-        created_at_ms: now,
-        updated_at_ms: now,
-        created_by: by.clone(),
-        updated_by: by,
-        grace_tokens: Vec::new(),
-    };
+    // A user's key is its own unless it names another owner (LiteLLM does the same).
+    let mut record = new_record(
+        &secret,
+        &caller.label(),
+        caller.identity.user_id().map(str::to_string),
+    );
     apply(&mut record, &body)?;
     let auth_app = app.clone();
     let candidate = secret.clone();
-    let saved = write_keys(&app, &caller, move |tx| {
+    let who = caller.clone();
+    let saved = commit(&app, &caller, move |tx, fx| {
+        key_policy::check(&auth_app.directory, &who, None, &record)?;
         // Checked under the admin write lock, against everything that authenticates today.
         if tx.get_key(&record.token)?.is_some() || auth_app.auth.secret_taken(&candidate) {
             return Err(ApiError::Conflict("This key already exists.".into()));
@@ -200,10 +176,11 @@ async fn generate(
         check_alias_free(tx, record.key_alias.as_deref(), &record.token)?;
         tx.put_key(&record)?;
         tx.audit(change("created", None, Some(&record), &record.token));
-        Ok((record.clone(), vec![record], vec![]))
+        fx.keys.push(record.clone());
+        Ok(record)
     })
     .await?;
-    let mut out = view(&saved);
+    let mut out = view(&saved, 0.0);
     out["key"] = Value::String(secret);
     Ok(Json(out))
 }
@@ -214,34 +191,45 @@ async fn update(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require_admin()?;
     let body = body_of(&app, &headers, body).await?;
     let token = key_arg(&body)?;
-    let saved = modify_key(&app, &caller, token, "updated", move |k| apply(k, &body)).await?;
-    Ok(Json(view(&saved)))
+    let saved = modify_key(&app, &caller, token, "updated", Reach::Owner, move |k| {
+        apply(k, &body)
+    })
+    .await?;
+    Ok(Json(view(&saved, spend_of(&app, &saved))))
 }
 
-/// Reads a key, edits it, and writes it back with its audit entry, in one transaction.
+/// Reads a key, edits it, and writes it back with its audit entry, in one transaction. The
+/// caller needs `needed` reach over the key as it was, and the result must pass the key policy.
 async fn modify_key(
     app: &AppState,
     caller: &Caller,
     token: String,
     action: &'static str,
+    needed: Reach,
     edit: impl FnOnce(&mut KeyRecord) -> Result<(), ApiError> + Send + 'static,
 ) -> Result<KeyRecord, ApiError> {
-    let by = caller.principal.actor().label();
-    write_keys(app, caller, move |tx| {
+    let by = caller.label();
+    let who = caller.clone();
+    let dir_app = app.clone();
+    commit(app, caller, move |tx, fx| {
         let before = tx
             .get_key(&token)?
             .ok_or_else(|| ApiError::NotFound("Key not found.".into()))?;
+        let dir = &dir_app.directory;
+        who.need(who.identity.key_reach(dir, &before), needed, "Key")?;
         let mut after = before.clone();
         edit(&mut after)?;
+        key_policy::check(dir, &who, Some(&before), &after)?;
         after.updated_at_ms = now_ms();
         after.updated_by = by;
         check_alias_free(tx, after.key_alias.as_deref(), &token)?;
         tx.put_key(&after)?;
         tx.audit(change(action, Some(&before), Some(&after), &token));
-        Ok((after.clone(), vec![after], vec![before]))
+        fx.keys.push(after.clone());
+        fx.removed_keys.push(before);
+        Ok(after)
     })
     .await
 }
@@ -252,7 +240,6 @@ async fn delete(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require_admin()?;
     let body = body_of(&app, &headers, body).await?;
     let strings = |field: &str| -> Result<Vec<String>, ApiError> {
         match body.get(field) {
@@ -278,7 +265,9 @@ async fn delete(
             "keys",
         ));
     }
-    let deleted = write_keys(&app, &caller, move |tx| {
+    let who = caller.clone();
+    let dir_app = app.clone();
+    let deleted = commit(&app, &caller, move |tx, fx| {
         // All or nothing: an unknown key anywhere in the list deletes none of them.
         let mut tokens: Vec<String> = keys.iter().map(|k| token_of(k)).collect();
         for alias in &aliases {
@@ -291,15 +280,19 @@ async fn delete(
         // delete it once instead of failing the second time as unknown.
         let mut seen = std::collections::HashSet::new();
         tokens.retain(|t| seen.insert(t.clone()));
-        let mut removed = Vec::new();
         for t in &tokens {
             let r = tx
                 .delete_key(t)?
                 .ok_or_else(|| ApiError::NotFound("Key not found.".into()))?;
+            who.need(
+                who.identity.key_reach(&dir_app.directory, &r),
+                Reach::Owner,
+                "Key",
+            )?;
             tx.audit(change("deleted", Some(&r), None, t));
-            removed.push(r);
+            fx.removed_keys.push(r);
         }
-        Ok((tokens, vec![], removed))
+        Ok(tokens)
     })
     .await?;
     Ok(Json(json!({"deleted_keys": deleted})))
@@ -316,17 +309,12 @@ async fn info(
     q: Result<Query<InfoQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = q.map_err(|r| ApiError::invalid(r.body_text(), "query"))?;
-    let token = match (&q.key, &caller.principal) {
+    let token = match (&q.key, caller.identity.key()) {
         (Some(k), _) => token_of(k),
         // With no `key`, a key asks about itself (as in LiteLLM).
-        (None, Principal::Key(k)) => k.token.clone(),
-        (None, Principal::Master) => return Err(ApiError::invalid("`key` is required.", "key")),
+        (None, Some(k)) => k.record.token.clone(),
+        (None, None) => return Err(ApiError::invalid("`key` is required.", "key")),
     };
-    if let Principal::Key(own) = &caller.principal
-        && own.token != token
-    {
-        return Err(ApiError::NotFound("Key not found.".into()));
-    }
     let store = app.store.clone();
     let record = tokio::task::spawn_blocking(move || store.read_key(&token))
         .await
@@ -335,9 +323,15 @@ async fn info(
             detail: e.to_string(),
         })??
         .ok_or_else(|| ApiError::NotFound("Key not found.".into()))?;
+    caller.need(
+        caller.identity.key_reach(&app.directory, &record),
+        Reach::Read,
+        "Key",
+    )?;
     // `key` is the token even when the secret was given: a secret is shown once, at creation,
     // and never again (answers end up in logs, UIs and proxies).
-    Ok(Json(json!({"key": record.token, "info": view(&record)})))
+    let spend = spend_of(&app, &record);
+    Ok(Json(json!({"key": record.token, "info": view(&record, spend)})))
 }
 
 #[derive(Deserialize)]
@@ -350,22 +344,12 @@ struct ListQuery {
     return_full_object: Option<String>,
 }
 
-fn positive(v: Option<&str>, field: &str, default: usize) -> Result<usize, ApiError> {
-    match v {
-        None => Ok(default),
-        Some(s) => s.parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(|| {
-            ApiError::invalid(format!("`{field}` must be a positive integer."), field)
-        }),
-    }
-}
-
 async fn list(
     State(app): State<AppState>,
     caller: Caller,
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = q.map_err(|r| ApiError::invalid(r.body_text(), "query"))?;
-    caller.require_admin()?;
     let page = positive(q.page.as_deref(), "page", 1)?;
     let size = positive(q.size.as_deref(), "size", 10)?.min(MAX_PAGE_SIZE);
     let full = matches!(q.return_full_object.as_deref(), Some("true" | "1"));
@@ -376,8 +360,10 @@ async fn list(
             request_id: caller.origin.request_id.clone(),
             detail: e.to_string(),
         })??;
+    let dir = &app.directory;
     keys.retain(|k| {
-        q.user_id
+        caller.identity.key_reach(dir, k) >= Reach::Read
+            && q.user_id
             .as_ref()
             .is_none_or(|u| k.user_id.as_ref() == Some(u))
             && q.team_id
@@ -401,7 +387,7 @@ async fn list(
         .take(size)
         .map(|k| {
             if full {
-                view(k)
+                view(k, spend_of(&app, k))
             } else {
                 Value::String(k.token.clone())
             }
@@ -442,7 +428,7 @@ async fn regenerate(
     token: String,
     mut body: Map<String, Value>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require_admin()?;
+    caller.require_writer()?;
     let grace = match body.remove("grace_period") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(parse_duration(&s).ok_or_else(|| {
@@ -472,19 +458,23 @@ async fn regenerate(
         })?,
     };
     body.remove("key");
-    let by = caller.principal.actor().label();
+    let by = caller.label();
     let secret = new_secret.clone();
     let auth_app = app.clone();
-    let saved = write_keys(&app, &caller, move |tx| {
+    let who = caller.clone();
+    let saved = commit(&app, &caller, move |tx, fx| {
         if auth_app.auth.secret_taken(&secret) {
             return Err(ApiError::Conflict("The new key already exists.".into()));
         }
         let before = tx
             .get_key(&token)?
             .ok_or_else(|| ApiError::NotFound("Key not found.".into()))?;
+        let dir = &auth_app.directory;
+        who.need(who.identity.key_reach(dir, &before), Reach::Owner, "Key")?;
         let now = now_ms();
         let mut after = before.clone();
         apply(&mut after, &body)?;
+        key_policy::check(dir, &who, Some(&before), &after)?;
         after.token = hex::encode(hash_key(&secret));
         after.key_name = mask_key(&secret);
         after.updated_at_ms = now;
@@ -510,10 +500,12 @@ async fn regenerate(
         let mut c = change("rotated", Some(&before), Some(&after), &before.token);
         c.object_id = after.token.clone();
         tx.audit(c);
-        Ok((after.clone(), vec![after], vec![before]))
+        fx.keys.push(after.clone());
+        fx.removed_keys.push(before);
+        Ok(after)
     })
     .await?;
-    let mut out = view(&saved);
+    let mut out = view(&saved, spend_of(&app, &saved));
     out["key"] = Value::String(new_secret);
     Ok(Json(out))
 }
@@ -525,16 +517,15 @@ async fn set_blocked(
     body: Body,
     blocked: bool,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require_admin()?;
     let body = body_of(&app, &headers, body).await?;
     let token = key_arg(&body)?;
     let action = if blocked { "blocked" } else { "unblocked" };
-    let saved = modify_key(&app, &caller, token, action, move |k| {
+    let saved = modify_key(&app, &caller, token, action, Reach::Members, move |k| {
         k.blocked = blocked;
         Ok(())
     })
     .await?;
-    Ok(Json(view(&saved)))
+    Ok(Json(view(&saved, spend_of(&app, &saved))))
 }
 
 async fn block(

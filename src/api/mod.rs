@@ -3,9 +3,18 @@
 //! then updates the in-memory caches, under one lock so concurrent edits cannot reorder them.
 
 mod caller;
+mod customers;
 mod error;
+mod explain;
+mod fields;
 mod key_fields;
+mod key_policy;
 mod keys;
+mod orgs;
+mod spend;
+mod teams;
+mod users;
+mod write;
 
 pub use caller::{Caller, PeerAddr};
 pub use error::ApiError;
@@ -14,5 +23,22 @@ use crate::app::AppState;
 use axum::Router;
 
 pub fn routes() -> Router<AppState> {
-    keys::routes()
+    keys::routes().merge(users::routes())
+}
+
+/// A request body as a JSON object (an empty body is an empty object).
+async fn body_of(
+    app: &AppState,
+    headers: &http::HeaderMap,
+    body: axum::body::Body,
+) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    crate::request::json_object(headers, body, &app.body_limits)
+        .await
+        .map(|(map, _permit)| map)
+        .map_err(ApiError::Body)
+}
+
+/// The caller's spend view of a meter: current-period spend.
+fn spend(meter: &crate::limits::Meter, limits: &crate::limits::Limits) -> f64 {
+    meter.snapshot(limits, crate::types::now_ms()).spend
 }

@@ -3,7 +3,7 @@
 //! The cache is a sharded concurrent map from sha256 digest to the key record; writers (the
 //! management API, after its commit) replace entries, readers never block on each other.
 
-use crate::store::KeyRecord;
+use crate::tenancy::KeyEntry;
 use dashmap::DashMap;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -36,7 +36,7 @@ pub fn mask_key(secret: &str) -> String {
 /// of that period.
 #[derive(Debug)]
 pub struct CachedKey {
-    pub record: Arc<KeyRecord>,
+    pub entry: Arc<KeyEntry>,
     pub valid_until: Option<i64>,
 }
 
@@ -57,14 +57,14 @@ impl KeyCache {
     }
 
     /// Installs (or replaces) a key and its grace-period predecessors.
-    pub fn upsert(&self, record: KeyRecord) {
-        let record = Arc::new(record);
+    pub fn upsert(&self, entry: Arc<KeyEntry>) {
+        let record = &entry.record;
         for (old, until) in &record.grace_tokens {
             if let Some(d) = digest_of_hex(old) {
                 self.by_digest.insert(
                     d,
                     Arc::new(CachedKey {
-                        record: record.clone(),
+                        entry: entry.clone(),
                         valid_until: Some(*until),
                     }),
                 );
@@ -74,7 +74,7 @@ impl KeyCache {
             self.by_digest.insert(
                 d,
                 Arc::new(CachedKey {
-                    record,
+                    entry: entry.clone(),
                     valid_until: None,
                 }),
             );

@@ -2,10 +2,11 @@
 //! key cache. No disk I/O and no global lock on this path — it runs on every request.
 
 mod keys;
+pub mod password;
 
 pub use keys::{KeyCache, generate_key, hash_key, mask_key};
 
-use crate::store::KeyRecord;
+use crate::tenancy::KeyEntry;
 use crate::types::{Secret, now_ms};
 use http::HeaderMap;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use subtle::ConstantTimeEq;
 pub enum Principal {
     /// The master key: proxy admin.
     Master,
-    Key(Arc<KeyRecord>),
+    Key(Arc<KeyEntry>),
 }
 
 impl Principal {
@@ -27,7 +28,7 @@ impl Principal {
     pub fn actor(&self) -> crate::audit::Actor {
         match self {
             Principal::Master => crate::audit::Actor::MasterKey,
-            Principal::Key(k) => crate::audit::Actor::Key(k.token.clone()),
+            Principal::Key(k) => crate::audit::Actor::Key(k.record.token.clone()),
         }
     }
 }
@@ -135,13 +136,14 @@ impl Authenticator {
         if entry.valid_until.is_some_and(|until| now >= until) {
             return Err(AuthError::Expired);
         }
-        if entry.record.expires_ms.is_some_and(|exp| now >= exp) {
+        let record = &entry.entry.record;
+        if record.expires_ms.is_some_and(|exp| now >= exp) {
             return Err(AuthError::Expired);
         }
-        if entry.record.blocked {
+        if record.blocked {
             return Err(AuthError::Blocked);
         }
-        Ok(Principal::Key(entry.record.clone()))
+        Ok(Principal::Key(entry.entry.clone()))
     }
 }
 

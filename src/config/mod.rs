@@ -98,6 +98,17 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     pub shutdown_timeout: Duration,
     pub idle_timeout: Duration,
+    pub role_permissions: Vec<RolePermission>,
+    pub spend_flush_interval: Duration,
+}
+
+/// What one proxy-wide role may use: models (empty: no narrowing) and routes (empty: no
+/// narrowing).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RolePermission {
+    pub role: crate::roles::GlobalRole,
+    pub models: Vec<String>,
+    pub routes: Vec<String>,
 }
 
 /// The result of loading: a config plus warnings, or every error found.

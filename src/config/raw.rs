@@ -80,6 +80,20 @@ pub struct RawGeneralSettings {
     pub max_buffered_request_mb: Option<f64>,
     /// Seconds a connection may sit with no request in flight and no byte moving.
     pub idle_timeout: Option<f64>,
+    /// `[{role, models, routes}]`: what each proxy-wide role may use.
+    #[serde(default)]
+    pub role_permissions: Vec<RawRolePermission>,
+    /// Seconds between flushes of spend counters and spend logs to disk.
+    pub spend_flush_interval: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawRolePermission {
+    pub role: String,
+    #[serde(default)]
+    pub models: Vec<String>,
+    #[serde(default)]
+    pub routes: Vec<String>,
 }
 
 /// The part of LiteLLM's `litellm_settings` that concerns the proxy; `router_settings` wins

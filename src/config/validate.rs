@@ -2,8 +2,10 @@
 
 use super::raw::{RawConfig, RawModel};
 use super::{
-    Config, Deployment, Loaded, Problem, ProviderKind, RouterSettings, RoutingStrategy, TlsFiles,
+    Config, Deployment, Loaded, Problem, ProviderKind, RolePermission, RouterSettings,
+    RoutingStrategy, TlsFiles,
 };
+use crate::roles::GlobalRole;
 use crate::types::Secret;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -445,11 +447,44 @@ fn validate(raw: RawConfig, warnings: Vec<Problem>) -> Loaded {
     let idle_timeout = seconds(g.idle_timeout, "general_settings.idle_timeout", &mut errors)
         .unwrap_or(Duration::from_secs(30));
 
+    let mut role_permissions: Vec<RolePermission> = Vec::new();
+    for (i, rp) in g.role_permissions.into_iter().enumerate() {
+        let path = format!("general_settings.role_permissions[{i}].role");
+        match GlobalRole::parse(&rp.role) {
+            Some(role) if role_permissions.iter().any(|r| r.role == role) => {
+                errors.push(problem(&path, "this role is listed twice"));
+            }
+            Some(role) => role_permissions.push(RolePermission {
+                role,
+                models: rp.models,
+                routes: rp.routes,
+            }),
+            None => errors.push(problem(
+                &path,
+                &format!("unknown role `{}`; use one of {}", rp.role, GlobalRole::names()),
+            )),
+        }
+    }
+    let spend_flush_interval = seconds(
+        g.spend_flush_interval,
+        "general_settings.spend_flush_interval",
+        &mut errors,
+    )
+    .unwrap_or(Duration::from_secs(1));
+    if spend_flush_interval.is_zero() || spend_flush_interval > Duration::from_secs(300) {
+        errors.push(problem(
+            "general_settings.spend_flush_interval",
+            "must be more than 0 and at most 300 seconds",
+        ));
+    }
+
     if !errors.is_empty() {
         return Err(errors);
     }
     Ok((
         Config {
+            role_permissions,
+            spend_flush_interval,
             deployments,
             router,
             master_key: g.master_key.map(Secret::new),

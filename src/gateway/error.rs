@@ -3,6 +3,8 @@
 //! status and, where it already speaks the client's dialect, its body.
 
 use crate::auth::AuthError;
+use crate::limits::{RateHeaders, Refusal, RefusalKind};
+use crate::tenancy::access::{Denial, DenialKind};
 use crate::providers::{Dialect, UpstreamError};
 use crate::request::BodyError;
 use axum::response::{IntoResponse, Response};
@@ -30,6 +32,10 @@ pub enum GatewayError {
         retry_after: Duration,
     },
     Upstream(UpstreamError),
+    /// A level of the key's chain refused it (blocked, model, route).
+    Denied(Denial),
+    /// A budget or rate limit has no headroom.
+    Limited(Box<Refusal>),
 }
 
 impl GatewayError {
@@ -56,6 +62,15 @@ impl GatewayError {
                 UpstreamError::Connect(_) | UpstreamError::Protocol(_) => StatusCode::BAD_GATEWAY,
                 UpstreamError::Unsupported(_) => StatusCode::BAD_REQUEST,
             },
+            GatewayError::Denied(d) => match d.kind {
+                DenialKind::Blocked => StatusCode::UNAUTHORIZED,
+                DenialKind::Model | DenialKind::Route => StatusCode::FORBIDDEN,
+            },
+            GatewayError::Limited(r) => match r.kind {
+                // LiteLLM answers an exceeded budget with 400 `budget_exceeded`.
+                RefusalKind::Budget { .. } => StatusCode::BAD_REQUEST,
+                _ => StatusCode::TOO_MANY_REQUESTS,
+            },
         }
     }
 
@@ -79,6 +94,18 @@ impl GatewayError {
                 UpstreamError::Connect(_) => ("upstream_error", "upstream_unreachable"),
                 UpstreamError::Protocol(_) => ("upstream_error", "bad_upstream_response"),
                 UpstreamError::Unsupported(_) => ("invalid_request_error", "unsupported_operation"),
+            },
+            GatewayError::Denied(d) => match d.kind {
+                DenialKind::Blocked => ("authentication_error", "blocked"),
+                DenialKind::Model => ("permission_error", "model_not_allowed"),
+                DenialKind::Route => ("permission_error", "route_not_allowed"),
+            },
+            GatewayError::Limited(r) => match r.kind {
+                RefusalKind::Budget { .. } => ("budget_exceeded", "budget_exceeded"),
+                RefusalKind::Parallel { .. } => ("rate_limit_error", "max_parallel_requests"),
+                RefusalKind::Rpm { .. } | RefusalKind::Tpm { .. } => {
+                    ("rate_limit_error", "rate_limit_exceeded")
+                }
             },
         }
     }
@@ -109,6 +136,8 @@ impl GatewayError {
                 }
                 UpstreamError::Unsupported(m) => m.clone(),
             },
+            GatewayError::Denied(d) => format!("Access denied by the {} level: {}.", d.level, d.rule),
+            GatewayError::Limited(r) => r.to_string(),
         }
     }
 
@@ -157,8 +186,12 @@ impl GatewayError {
             GatewayError::NoDeployments { retry_after, .. } => Some(retry_after.as_secs().max(1)),
             GatewayError::Body(BodyError::Busy) => Some(1),
             GatewayError::Upstream(e) => e.retry_after().map(|d| d.as_secs().max(1)),
+            GatewayError::Limited(r) => r.retry_after().map(|d| d.as_secs_f64().ceil().max(1.0) as u64),
             _ => None,
         };
+        if let GatewayError::Limited(r) = &self {
+            rate_headers(h, &r.headers);
+        }
         if let Some(secs) = retry_after {
             h.insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
         }
@@ -171,6 +204,20 @@ impl GatewayError {
             h.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
         }
         resp
+    }
+}
+
+/// LiteLLM's (and OpenAI's) `x-ratelimit-*` headers, for the tightest level of each kind.
+pub fn rate_headers(h: &mut http::HeaderMap, r: &RateHeaders) {
+    for (name, value) in [
+        ("x-ratelimit-limit-requests", r.limit_requests),
+        ("x-ratelimit-remaining-requests", r.remaining_requests),
+        ("x-ratelimit-limit-tokens", r.limit_tokens),
+        ("x-ratelimit-remaining-tokens", r.remaining_tokens),
+    ] {
+        if let Some(v) = value {
+            h.insert(name, HeaderValue::from(v));
+        }
     }
 }
 

@@ -3,15 +3,19 @@
 //! Each request is authenticated, checked against the key's models, and handed to the router;
 //! the reply streams back untouched except for the headers LiteLLM clients read.
 
-mod access;
 mod error;
+mod metering;
 mod validate;
 
-pub use access::may_use;
 pub use error::GatewayError;
 
 use crate::app::AppState;
+use crate::auth::Principal;
+use crate::limits::{Admission, Level, pricing};
 use crate::providers::{Dialect, HttpClient, Operation, Reply};
+use crate::store::usage::SpendLogRow;
+use crate::tenancy::access::{self, Chain, RouteClass};
+use metering::Meterage;
 
 /// The upstream pool of the worker thread serving the request (absent outside the server).
 type Client = Option<Extension<HttpClient>>;
@@ -50,8 +54,12 @@ pub fn routes() -> Router<AppState> {
 /// A POST route for one operation in one dialect.
 fn llm(op: Operation, dialect: Dialect) -> MethodRouter<AppState> {
     post(
-        move |State(app): State<AppState>, client: Client, headers: HeaderMap, body: Body| {
-            serve(app, client, headers, body, op, dialect, None)
+        move |State(app): State<AppState>,
+              client: Client,
+              uri: http::Uri,
+              headers: HeaderMap,
+              body: Body| {
+            serve(app, client, uri, headers, body, op, dialect, None)
         },
     )
 }
@@ -62,17 +70,20 @@ fn azure(op: Operation) -> MethodRouter<AppState> {
         move |State(app): State<AppState>,
               model: Result<Path<String>, PathRejection>,
               client: Client,
+              uri: http::Uri,
               headers: HeaderMap,
               body: Body| {
             let model = model.map(|Path(m)| m).map_err(|r| r.body_text());
-            serve(app, client, headers, body, op, Dialect::OpenAi, Some(model))
+            serve(app, client, uri, headers, body, op, Dialect::OpenAi, Some(model))
         },
     )
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn serve(
     app: AppState,
     client: Client,
+    uri: http::Uri,
     headers: HeaderMap,
     body: Body,
     op: Operation,
@@ -83,19 +94,15 @@ async fn serve(
     let call_id = new_call_id();
     let mut failed_at: Option<(String, u32)> = None;
     let client = client.as_ref().map_or(&app.upstream, |Extension(c)| c);
-    match route(
-        &app,
-        client,
-        &headers,
-        body,
+    let call = Incoming {
+        path: uri.path(),
+        headers: &headers,
         op,
         dialect,
-        path_model,
-        &mut failed_at,
-    )
-    .await
-    {
-        Ok(routed) => respond(routed, &call_id, started),
+        call_id: &call_id,
+    };
+    match route(&app, client, &call, body, path_model, &mut failed_at).await {
+        Ok((routed, meterage)) => respond(routed, meterage, &call_id, started),
         Err(e) => {
             let mut resp = e.render(dialect, &call_id);
             // Which deployment failed last, and how far the fallbacks went: what an operator
@@ -115,30 +122,118 @@ async fn serve(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What a call arrived as.
+struct Incoming<'a> {
+    path: &'a str,
+    headers: &'a HeaderMap,
+    op: Operation,
+    dialect: Dialect,
+    call_id: &'a str,
+}
+
+fn call_type(op: Operation, dialect: Dialect) -> &'static str {
+    match (op, dialect) {
+        (_, Dialect::Anthropic) => "anthropic_messages",
+        (Operation::Chat, _) => "acompletion",
+        (Operation::Completion, _) => "atext_completion",
+        (Operation::Embedding, _) => "aembedding",
+    }
+}
+
+/// The end user a call is made for: the body's `user`, or LiteLLM's header.
+fn end_user(body: &serde_json::Map<String, serde_json::Value>, headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("x-litellm-end-user-id")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| body.get("user").and_then(serde_json::Value::as_str))
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+/// Every metered level of a chain, nearest first.
+fn levels(chain: &Chain) -> Vec<Level<'_>> {
+    let mut out = Vec::with_capacity(4 + chain.orgs.len());
+    let k = &chain.key;
+    out.push(Level {
+        meter: &k.meter,
+        limits: &k.limits,
+    });
+    if let Some(u) = &chain.user {
+        out.push(Level {
+            meter: &u.meter,
+            limits: &u.limits,
+        });
+    }
+    if let Some(t) = &chain.team {
+        out.push(Level {
+            meter: &t.meter,
+            limits: &t.limits,
+        });
+        if let Some(m) = chain
+            .user
+            .as_ref()
+            .and_then(|u| t.members.get(&u.record.user_id))
+        {
+            out.push(Level {
+                meter: &m.meter,
+                limits: &m.limits,
+            });
+        }
+    }
+    for o in &chain.orgs {
+        out.push(Level {
+            meter: &o.meter,
+            limits: &o.limits,
+        });
+    }
+    if let Some(c) = &chain.customer {
+        out.push(Level {
+            meter: &c.meter,
+            limits: &c.limits,
+        });
+    }
+    out
+}
+
 async fn route(
     app: &AppState,
     client: &HttpClient,
-    headers: &HeaderMap,
+    call: &Incoming<'_>,
     body: Body,
-    op: Operation,
-    dialect: Dialect,
     path_model: Option<Result<String, String>>,
     failed_at: &mut Option<(String, u32)>,
-) -> Result<Routed, GatewayError> {
+) -> Result<(Routed, Meterage), GatewayError> {
+    let (headers, op, dialect) = (call.headers, call.op, call.dialect);
     let principal = app.auth.authenticate(headers).map_err(GatewayError::Auth)?;
     // The permit rides until routing is over: the body stays in memory that long.
-    let (mut body, _permit) = request::json_object(headers, body, &app.body_limits)
+    let (mut body, permit) = request::json_object(headers, body, &app.body_limits)
         .await
         .map_err(GatewayError::Body)?;
+    let body_bytes = permit.bytes();
     if let Some(m) = path_model {
         let m = m.map_err(|e| GatewayError::invalid(e, "model"))?;
         body.insert("model".into(), serde_json::Value::String(m));
     }
     let model = validate::request(op, dialect, &body)?.to_string();
-    if !may_use(&principal, &model, &app.router) {
-        return Err(GatewayError::ModelNotAllowed { model });
-    }
+    let end_user = end_user(&body, headers);
+    let dir = &app.directory;
+    let chain = match &principal {
+        Principal::Master => None,
+        Principal::Key(k) => {
+            let role = k
+                .record
+                .user_id
+                .as_deref()
+                .and_then(|u| dir.user(u))
+                .map(|u| u.record.user_role);
+            access::check_route(dir, k, role, RouteClass::Llm, call.path)
+                .map_err(GatewayError::Denied)?;
+            let chain =
+                access::chain(dir, k, end_user.as_deref()).map_err(GatewayError::Denied)?;
+            access::check_model(dir, &chain, &model).map_err(GatewayError::Denied)?;
+            Some(chain)
+        }
+    };
     let target = app
         .router
         .resolve(&model)
@@ -149,8 +244,48 @@ async fn route(
         .get("stream")
         .and_then(serde_json::Value::as_bool)
         .unwrap_or(false);
-    let may_use_model = |name: &str| may_use(&principal, name, &app.router);
-    app.router
+    let prompt_estimate = pricing::estimate_prompt_tokens(body_bytes);
+    let admission: Option<Admission> = match &chain {
+        Some(chain) => {
+            let estimate = estimate_cost(&target, &body, body_bytes);
+            Some(
+                dir.ledger()
+                    .admit(&levels(chain), estimate, crate::types::now_ms())
+                    .map_err(|r| GatewayError::Limited(r.into()))?,
+            )
+        }
+        None => None,
+    };
+    let key = chain.as_ref().map(|c| &c.key.record);
+    let meterage = Meterage {
+        admission,
+        queue: app.spend.clone(),
+        row: SpendLogRow {
+            request_id: call.call_id.to_string(),
+            call_type: call_type(op, dialect).to_string(),
+            api_key: key.map(|k| k.token.clone()).unwrap_or_default(),
+            key_alias: key.and_then(|k| k.key_alias.clone()),
+            user_id: key.and_then(|k| k.user_id.clone()),
+            team_id: key.and_then(|k| k.team_id.clone()),
+            organization_id: chain
+                .as_ref()
+                .and_then(|c| c.orgs.first())
+                .map(|o| o.record.organization_id.clone()),
+            end_user,
+            model: model.clone(),
+            start_ms: crate::types::now_ms(),
+            status: "success".into(),
+            stream,
+            ..Default::default()
+        },
+        prompt_estimate,
+    };
+    let may_use_model = |name: &str| match &chain {
+        None => true,
+        Some(c) => access::check_model(dir, c, name).is_ok(),
+    };
+    let routed = app
+        .router
         .execute(RouteCall {
             client,
             target: &target,
@@ -161,20 +296,55 @@ async fn route(
             stream,
             may_use: &may_use_model,
         })
-        .await
-        .map_err(|e| match e {
-            RouteError::NoDeployments { model, retry_after } => {
-                GatewayError::NoDeployments { model, retry_after }
-            }
-            RouteError::Upstream {
-                error,
-                deployment_id,
-                attempted_fallbacks,
-            } => {
-                *failed_at = Some((deployment_id, attempted_fallbacks));
-                GatewayError::Upstream(error)
-            }
+        .await;
+    match routed {
+        Ok(r) => Ok((r, meterage)),
+        Err(e) => {
+            let mut failed = meterage;
+            failed.row.status = "failure".into();
+            failed.finish(None, None, 0);
+            Err(match e {
+                RouteError::NoDeployments { model, retry_after } => {
+                    GatewayError::NoDeployments { model, retry_after }
+                }
+                RouteError::Upstream {
+                    error,
+                    deployment_id,
+                    attempted_fallbacks,
+                } => {
+                    *failed_at = Some((deployment_id, attempted_fallbacks));
+                    GatewayError::Upstream(error)
+                }
+            })
+        }
+    }
+}
+
+/// The most this call can cost, to reserve against budgets: the prompt guess plus the
+/// requested `max_tokens` (or a default) at the dearest deployment of the group.
+fn estimate_cost(
+    target: &crate::router::Target,
+    body: &serde_json::Map<String, serde_json::Value>,
+    body_bytes: usize,
+) -> f64 {
+    let max_tokens = ["max_tokens", "max_completion_tokens"]
+        .iter()
+        .find_map(|f| body.get(*f).and_then(serde_json::Value::as_u64));
+    target
+        .group
+        .members
+        .iter()
+        .map(|m| {
+            let d = &m.deployment;
+            pricing::estimate_cost(
+                body_bytes,
+                max_tokens,
+                d.input_cost_per_token,
+                d.output_cost_per_token,
+                &d.upstream_model,
+            )
         })
+        .fold(0.0, f64::max)
 }
 
 const CALL_ID: HeaderName = HeaderName::from_static("x-litellm-call-id");
@@ -187,10 +357,12 @@ const FALLBACKS: HeaderName = HeaderName::from_static("x-litellm-attempted-fallb
 const RETRIES: HeaderName = HeaderName::from_static("x-litellm-attempted-retries");
 const OVERHEAD: HeaderName = HeaderName::from_static("x-litellm-overhead-duration-ms");
 
-fn respond(routed: Routed, call_id: &str, started: Instant) -> Response {
+fn respond(routed: Routed, meterage: Meterage, call_id: &str, started: Instant) -> Response {
     let overhead = started.elapsed().saturating_sub(routed.upstream_time);
+    let rate = meterage.admission.as_ref().map(Admission::headers);
     let mut resp = match routed.reply {
-        Reply::Json { body, .. } => {
+        Reply::Json { body, usage } => {
+            meterage.finish(Some(&routed.deployment), usage, 0);
             let mut r = (StatusCode::OK, body).into_response();
             r.headers_mut().insert(
                 http::header::CONTENT_TYPE,
@@ -198,7 +370,8 @@ fn respond(routed: Routed, call_id: &str, started: Instant) -> Response {
             );
             r
         }
-        Reply::Stream { stream, .. } => {
+        Reply::Stream { stream, usage } => {
+            let stream = metering::metered(stream, meterage, usage, routed.deployment.clone());
             let mut r = Body::from_stream(stream).into_response();
             let h = r.headers_mut();
             h.insert(
@@ -236,6 +409,9 @@ fn respond(routed: Routed, call_id: &str, started: Instant) -> Response {
         HeaderValue::from(routed.attempted_fallbacks),
     );
     h.insert(RETRIES.clone(), HeaderValue::from(routed.attempted_retries));
+    if let Some(rate) = &rate {
+        error::rate_headers(h, rate);
+    }
     let overhead_ms = format!("{:.3}", overhead.as_secs_f64() * 1000.0);
     if let Ok(v) = HeaderValue::from_str(&overhead_ms) {
         h.insert(OVERHEAD.clone(), v);
@@ -253,7 +429,7 @@ async fn list_models(State(app): State<AppState>, headers: HeaderMap) -> Respons
         .router
         .groups()
         .iter()
-        .filter(|g| may_use(&principal, &g.name, &app.router))
+        .filter(|g| model_visible(&app, &principal, &g.name))
         .map(|g| model_object(&g.name))
         .collect();
     axum::Json(json!({"object": "list", "data": data})).into_response()
@@ -276,10 +452,19 @@ async fn get_model(
         Err(e) => return GatewayError::Auth(e).render(Dialect::OpenAi, &call_id),
     };
     // A model the caller may not use is reported as absent, not as forbidden.
-    if app.router.resolve(&model).is_none() || !may_use(&principal, &model, &app.router) {
+    if app.router.resolve(&model).is_none() || !model_visible(&app, &principal, &model) {
         return GatewayError::UnknownModel { model }.render(Dialect::OpenAi, &call_id);
     }
     axum::Json(model_object(&model)).into_response()
+}
+
+/// Whether a caller may use a model: what `/v1/models` lists.
+fn model_visible(app: &AppState, principal: &Principal, model: &str) -> bool {
+    match principal {
+        Principal::Master => true,
+        Principal::Key(k) => access::chain(&app.directory, k, None)
+            .is_ok_and(|c| access::check_model(&app.directory, &c, model).is_ok()),
+    }
 }
 
 fn model_object(name: &str) -> serde_json::Value {

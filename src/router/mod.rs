@@ -173,6 +173,24 @@ impl Router {
         &self.order
     }
 
+    /// Every access group and the model names in it.
+    pub fn access_groups(&self) -> HashMap<String, Vec<String>> {
+        let mut out: HashMap<String, Vec<String>> = HashMap::new();
+        for g in &self.order {
+            let mut names: Vec<&String> = g
+                .members
+                .iter()
+                .flat_map(|m| m.deployment.access_groups.iter())
+                .collect();
+            names.sort();
+            names.dedup();
+            for a in names {
+                out.entry(a.clone()).or_default().push(g.name.clone());
+            }
+        }
+        out
+    }
+
     /// Model names in the given access group (`model_info.access_groups`).
     pub fn access_group_members(&self, access_group: &str) -> impl Iterator<Item = &str> {
         self.order.iter().filter_map(move |g| {

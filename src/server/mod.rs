@@ -14,6 +14,7 @@ use crate::config::TlsFiles;
 use crate::router::Router;
 use crate::store::Store;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -72,7 +73,9 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServerError> {
         let loaded = tokio::task::spawn_blocking(move || {
             let store = Store::open(&p)?;
             let keys = store.all_keys()?;
-            Ok::<_, crate::store::StoreError>((store, keys))
+            let tenancy = store.tenancy_snapshot()?;
+            let counters = store.load_counters()?;
+            Ok::<_, crate::store::StoreError>((store, (keys, tenancy, counters)))
         })
         .await;
         match loaded {
@@ -85,10 +88,21 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServerError> {
             }
         }
     };
+    let (stored_keys, tenancy, counters) = stored;
+    let router = Router::new(&config);
+    let ledger = Arc::new(crate::limits::Ledger::new());
+    // Persisted spend first, so no budget restarts from zero after a restart.
+    ledger.restore(counters);
+    let directory = Arc::new(crate::tenancy::Directory::new(
+        ledger,
+        router.access_groups(),
+        &config.role_permissions,
+    ));
+    directory.load(tenancy);
     let keys = KeyCache::default();
-    let key_count = stored.len();
-    for record in stored {
-        keys.upsert(record);
+    let key_count = stored_keys.len();
+    for record in stored_keys {
+        keys.upsert(directory.key_entry(record));
     }
     let extra_roots = match opts.env.get("SSL_CERT_FILE") {
         Some(path) => Some(
@@ -99,7 +113,6 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServerError> {
     };
     let client =
         crate::providers::http_client(extra_roots.as_deref()).map_err(ServerError::Config)?;
-    let router = Router::new(&config);
     tracing::info!(
         config = %config_path.display(),
         data = %store_path.display(),
@@ -107,8 +120,19 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServerError> {
         keys = key_count,
         "state loaded"
     );
+    let (spend_queue, spend_rx) = crate::limits::SpendQueue::new(crate::limits::QUEUE_CAPACITY);
+    let (flush_stop, flush_stop_rx) = tokio::sync::watch::channel(false);
+    let flusher = tokio::spawn(crate::limits::run_flusher(
+        store.clone(),
+        directory.ledger().clone(),
+        spend_rx,
+        config.spend_flush_interval,
+        flush_stop_rx,
+    ));
     let state = AppState::new(
         Authenticator::new(Some(&master), keys),
+        directory,
+        spend_queue,
         store,
         router,
         client,
@@ -119,7 +143,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServerError> {
         ),
     );
     let tls = opts.tls.clone().or(config.tls.clone());
-    listen::serve(
+    let served = listen::serve(
         state,
         &opts,
         tls,
@@ -127,5 +151,9 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServerError> {
         config.idle_timeout,
         extra_roots,
     )
-    .await
+    .await;
+    // After the drain: the last requests' spend is written before the process ends.
+    let _ = flush_stop.send(true);
+    let _ = flusher.await;
+    served
 }

@@ -5,9 +5,14 @@
 //! that changes data without declaring an entry is refused. redb calls block, so async callers
 //! run them on the blocking pool.
 
+pub mod budget;
 mod codec;
 pub mod keys;
+mod migrate;
+mod records;
 mod tables;
+pub mod tenancy;
+pub mod usage;
 
 use crate::audit::{Actor, Change, Entry, Origin};
 use redb::{
@@ -18,10 +23,15 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use budget::Budget;
 pub use keys::KeyRecord;
+pub use tenancy::{
+    CustomerRecord, OrgMember, OrgMembership, OrgRecord, TeamMember, TeamRecord, TenancySnapshot,
+    UserRecord,
+};
 
 /// The schema this binary writes. A file with a higher number was written by a newer release.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 const FORMAT_MARKER: &[u8] = b"portcullis";
 
 #[derive(Debug, thiserror::Error)]
@@ -112,7 +122,11 @@ impl Store {
             let mut meta = txn.open_table(tables::META)?;
             let marker = meta.get("format")?.map(|v| v.value().to_vec());
             match marker {
-                Some(m) if m == FORMAT_MARKER => check_schema(&meta, path)?,
+                Some(m) if m == FORMAT_MARKER => {
+                    let found = check_schema(&meta, path)?;
+                    drop(meta);
+                    migrate::run(&txn, found)?;
+                }
                 Some(_) => {
                     return Err(StoreError::Foreign {
                         path: path.to_path_buf(),
@@ -130,10 +144,7 @@ impl Store {
                 }
             }
         }
-        txn.open_table(tables::KEYS)?;
-        txn.open_table(tables::KEY_ALIASES)?;
-        txn.open_table(tables::AUDIT)?;
-        txn.open_table(tables::AUDIT_HASHES)?;
+        tables::create_all(&txn)?;
         txn.commit()?;
         Ok(Store {
             db: Arc::new(db),
@@ -251,13 +262,22 @@ fn inspect_read_only(path: &Path) -> Result<(), StoreError> {
     // without the read-write open (whose repair attempt would rewrite the file).
     let walk = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
         || -> Result<(), StoreError> {
-            if names.iter().any(|n| n == "keys_v1") {
-                let keys = txn.open_table(tables::KEYS)?;
-                for row in keys.iter()? {
-                    let (_, v) = row?;
-                    codec::decode::<KeyRecord>(v.value())?;
+            fn walk<T: serde::de::DeserializeOwned>(
+                txn: &redb::ReadTransaction,
+                names: &[String],
+                table: records::RecordTable,
+            ) -> Result<(), StoreError> {
+                if names.iter().any(|n| n == table.name()) {
+                    records::decode_table::<T>(txn, table)?;
                 }
+                Ok(())
             }
+            walk::<keys::KeyRecordV1>(&txn, &names, tables::KEYS_V1)?;
+            walk::<KeyRecord>(&txn, &names, tables::KEYS_V2)?;
+            walk::<UserRecord>(&txn, &names, tables::USERS)?;
+            walk::<TeamRecord>(&txn, &names, tables::TEAMS)?;
+            walk::<OrgRecord>(&txn, &names, tables::ORGS)?;
+            walk::<CustomerRecord>(&txn, &names, tables::CUSTOMERS)?;
             Ok(())
         },
     ));
@@ -277,7 +297,7 @@ fn inspect_read_only(path: &Path) -> Result<(), StoreError> {
 fn check_schema(
     meta: &impl ReadableTable<&'static str, &'static [u8]>,
     path: &Path,
-) -> Result<(), StoreError> {
+) -> Result<u32, StoreError> {
     let found = meta
         .get("schema_version")?
         .and_then(|v| <[u8; 4]>::try_from(v.value()).ok())
@@ -290,7 +310,7 @@ fn check_schema(
             known: SCHEMA_VERSION,
         });
     }
-    Ok(())
+    Ok(found)
 }
 
 fn has_foreign_tables(txn: &WriteTransaction) -> Result<bool, StoreError> {
@@ -351,6 +371,7 @@ mod tests {
     fn key(token: &str) -> KeyRecord {
         KeyRecord {
             token: token.into(),
+            key_id: token.into(),
             key_name: "sk-...0000".into(),
             key_alias: None,
             models: Vec::new(),
@@ -358,14 +379,11 @@ mod tests {
             metadata_json: "{}".into(),
             user_id: None,
             team_id: None,
-            max_budget: None,
-            soft_budget: None,
-            budget_duration: None,
-            tpm_limit: None,
-            rpm_limit: None,
-            max_parallel_requests: None,
+            organization_id: None,
+            budget: Budget::default(),
+            allowed_routes: Vec::new(),
+            key_type: crate::roles::KeyType::Default,
             blocked: false,
-            spend: 0.0,
             created_at_ms: 0,
             updated_at_ms: 0,
             created_by: String::new(),

@@ -5,11 +5,44 @@ use redb::TableDefinition;
 
 /// `format` → b"portcullis", `schema_version` → u32 little-endian.
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-/// sha256 hex of the key → encoded `KeyRecord`.
-pub const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("keys_v1");
+/// Schema 1's keys (sha256 hex → `KeyRecordV1`); emptied and dropped by migration 2.
+pub const KEYS_V1: TableDefinition<&str, &[u8]> = TableDefinition::new("keys_v1");
 /// sequence number → encoded `audit::Entry`.
 pub const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit_v1");
 /// sequence number → hex sha256 of that entry (the chain head is the last row).
 pub const AUDIT_HASHES: TableDefinition<u64, &str> = TableDefinition::new("audit_hashes_v1");
 /// key alias → sha256 hex of the key: aliases are unique and deletable by name.
 pub const KEY_ALIASES: TableDefinition<&str, &str> = TableDefinition::new("key_aliases_v1");
+/// sha256 hex of the key → encoded `KeyRecord` (schema 2: stable key id, organisation,
+/// allowed routes, key type). Replaces `keys_v1` through migration 2.
+pub const KEYS_V2: TableDefinition<&str, &[u8]> = TableDefinition::new("keys_v2");
+/// user id → encoded `UserRecord`.
+pub const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users_v1");
+/// lower-cased email → user id: an email names at most one user.
+pub const USER_EMAILS: TableDefinition<&str, &str> = TableDefinition::new("user_emails_v1");
+/// team id → encoded `TeamRecord` (its members included).
+pub const TEAMS: TableDefinition<&str, &[u8]> = TableDefinition::new("teams_v1");
+/// organisation id → encoded `OrgRecord` (its members included).
+pub const ORGS: TableDefinition<&str, &[u8]> = TableDefinition::new("organizations_v1");
+/// end-user (customer) id → encoded `CustomerRecord`.
+pub const CUSTOMERS: TableDefinition<&str, &[u8]> = TableDefinition::new("customers_v1");
+/// meter subject (`key:<id>`, `user:<id>`, ...) → encoded spend counter of the current period.
+pub const SPEND_COUNTERS: TableDefinition<&str, &[u8]> = TableDefinition::new("spend_counters_v1");
+/// (start time ms, sequence) → encoded spend log row, so a time range is a range scan.
+pub const SPEND_LOGS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("spend_logs_v1");
+
+/// Creates every current table, so readers never meet a missing one.
+pub fn create_all(txn: &redb::WriteTransaction) -> Result<(), redb::TableError> {
+    txn.open_table(KEYS_V2)?;
+    txn.open_table(KEY_ALIASES)?;
+    txn.open_table(AUDIT)?;
+    txn.open_table(AUDIT_HASHES)?;
+    txn.open_table(USERS)?;
+    txn.open_table(USER_EMAILS)?;
+    txn.open_table(TEAMS)?;
+    txn.open_table(ORGS)?;
+    txn.open_table(CUSTOMERS)?;
+    txn.open_table(SPEND_COUNTERS)?;
+    txn.open_table(SPEND_LOGS)?;
+    Ok(())
+}

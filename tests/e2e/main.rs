@@ -1,14 +1,20 @@
 //! End-to-end tests: the real binary, real TCP, a fake upstream LLM provider. One test binary
 //! (modules per area) so linking stays cheap.
 
+mod budgets;
+mod customers;
 mod gateway_anthropic;
 mod gateway_openai;
+mod governance;
 mod hardening;
 mod harness;
 mod keys;
 mod lifecycle;
 mod llm_support;
+mod orgs;
 mod routing;
 mod smoke;
+mod spend_explain;
+mod teams;
 mod upstream;
 mod upstream_selftest;

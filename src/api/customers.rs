@@ -1,0 +1,1 @@
+//! `/customer/*`: end users (LiteLLM's customers).
