@@ -8,14 +8,17 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue};
-use portcullis::auth::{Authenticator, KeyCache, generate_key, hash_key};
+use portcullis::auth::{Authenticator, KeyCache, Principal, generate_key, hash_key};
 use portcullis::config::Config;
+use portcullis::limits::Ledger;
 use portcullis::router::Router;
 use portcullis::store::KeyRecord;
+use portcullis::tenancy::{Directory, access};
 use portcullis::types::Secret;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::hint::black_box;
+use std::sync::Arc;
 
 const KEYS: usize = 100_000;
 
@@ -23,6 +26,10 @@ const KEYS: usize = 100_000;
 fn record(secret: &str, models: &[&str]) -> KeyRecord {
     serde_json::from_value(json!({
         "token": hex::encode(hash_key(secret)),
+        "key_id": hex::encode(hash_key(secret)),
+        "budget": {},
+        "allowed_routes": [],
+        "key_type": "Default",
         "key_name": "sk-...abcd",
         "key_alias": null,
         "models": models,
@@ -38,12 +45,16 @@ fn record(secret: &str, models: &[&str]) -> KeyRecord {
     .expect("a KeyRecord from JSON")
 }
 
-fn authenticator() -> (Authenticator, String) {
+fn directory() -> Directory {
+    Directory::new(Arc::new(Ledger::new()), HashMap::new(), &[])
+}
+
+fn authenticator(dir: &Directory) -> (Authenticator, String) {
     let cache = KeyCache::default();
     let mut probe = String::new();
     for i in 0..KEYS {
         let secret = generate_key().unwrap();
-        cache.upsert(record(&secret, &["gpt-4o", "openai/*"]));
+        cache.upsert(dir.key_entry(record(&secret, &["gpt-4o", "openai/*"])));
         if i == KEYS / 2 {
             probe = secret;
         }
@@ -71,7 +82,8 @@ const REQUEST: &str = r#"{"model":"gpt-4o","messages":[{"role":"system","content
 const REPLY: &str = r#"{"id":"chatcmpl-B9MHDbslfkBeAs8l4bebGdFOJ6PeG","object":"chat.completion","created":1741570283,"model":"gpt-4o-2024-08-06","choices":[{"index":0,"message":{"role":"assistant","content":"Hello! The quick brown fox jumps over the lazy dog. How can I help you today?","refusal":null,"annotations":[]},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":19,"completion_tokens":18,"total_tokens":37,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}},"service_tier":"default","system_fingerprint":"fp_fc9f1d7035"}"#;
 
 fn auth(c: &mut Criterion) {
-    let (auth, probe) = authenticator();
+    let dir = directory();
+    let (auth, probe) = authenticator(&dir);
     let mut g = c.benchmark_group("auth (100k keys)");
     g.bench_function("authenticate_secret: valid key", |b| {
         b.iter(|| auth.authenticate_secret(black_box(&probe)).unwrap())
@@ -108,8 +120,12 @@ fn auth(c: &mut Criterion) {
     g.bench_function("resolve: wildcard", |b| {
         b.iter(|| router.resolve(black_box("openai/gpt-4.1-mini")).is_some())
     });
-    g.bench_function("may_use: key with 2 patterns", |b| {
-        b.iter(|| portcullis::gateway::may_use(&principal, black_box("model-49"), &router))
+    let Principal::Key(key) = principal else {
+        panic!("the probe is a virtual key")
+    };
+    let chain = access::chain(&dir, &key, None).unwrap();
+    g.bench_function("check_model: key with 2 patterns", |b| {
+        b.iter(|| access::check_model(&dir, &chain, black_box("model-49")).is_err())
     });
     g.finish();
 }

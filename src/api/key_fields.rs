@@ -33,9 +33,7 @@ pub fn apply(record: &mut KeyRecord, body: &Map<String, Value>) -> Result<(), Ap
             "metadata" => record.metadata_json = metadata(v, f)?,
             "user_id" => record.user_id = string(v, f)?.filter(|s| !s.is_empty()),
             "team_id" => record.team_id = string(v, f)?.filter(|s| !s.is_empty()),
-            "organization_id" => {
-                record.organization_id = string(v, f)?.filter(|s| !s.is_empty())
-            }
+            "organization_id" => record.organization_id = string(v, f)?.filter(|s| !s.is_empty()),
             "allowed_routes" => record.allowed_routes = strings(v, f)?,
             "key_type" => {
                 record.key_type = match string(v, f)? {

@@ -40,6 +40,9 @@ pub fn check(
         None => None,
     };
     let owner = match after.user_id.as_deref() {
+        // A proxy admin's new key may name a user that does not exist yet: LiteLLM creates
+        // it with the key, and so does `/key/generate` here.
+        Some(u) if admin && dir.user(u).is_none() && before.is_none() => None,
         Some(u) => {
             let user = dir
                 .user(u)

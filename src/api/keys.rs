@@ -1,16 +1,16 @@
 //! `/key/*`: virtual keys, LiteLLM-compatible. Key endpoints accept the secret (`sk-...`) or
 //! its sha256 hex (`token`) wherever a key is named.
 
-use super::key_fields::{apply, view};
 use super::fields::positive;
+use super::key_fields::{apply, view};
 use super::key_policy;
 use super::write::commit;
 use super::{ApiError, Caller, body_of};
 use crate::app::AppState;
 use crate::audit::Change;
 use crate::auth::{generate_key, hash_key, mask_key};
-use crate::tenancy::scope::Reach;
 use crate::store::{KeyRecord, Tx};
+use crate::tenancy::scope::Reach;
 use crate::types::{now_ms, parse_duration};
 use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -79,7 +79,10 @@ pub(super) fn spend_of(app: &AppState, r: &KeyRecord) -> f64 {
     app.directory
         .ledger()
         .meter(&crate::limits::Subject::Key(r.key_id.clone()))
-        .snapshot(&crate::tenancy::limits_of(&r.budget), crate::types::now_ms())
+        .snapshot(
+            &crate::tenancy::limits_of(&r.budget),
+            crate::types::now_ms(),
+        )
         .spend
 }
 
@@ -174,6 +177,14 @@ async fn generate(
             return Err(ApiError::Conflict("This key already exists.".into()));
         }
         check_alias_free(tx, record.key_alias.as_deref(), &record.token)?;
+        if let Some(user_id) = &record.user_id
+            && tx.get_user(user_id)?.is_none()
+        {
+            let user = super::users::blank_user(user_id, &who.label());
+            tx.put_user(&user)?;
+            tx.audit(super::users::change("created", None, Some(&user)));
+            fx.users.push(user);
+        }
         tx.put_key(&record)?;
         tx.audit(change("created", None, Some(&record), &record.token));
         fx.keys.push(record.clone());
@@ -331,7 +342,9 @@ async fn info(
     // `key` is the token even when the secret was given: a secret is shown once, at creation,
     // and never again (answers end up in logs, UIs and proxies).
     let spend = spend_of(&app, &record);
-    Ok(Json(json!({"key": record.token, "info": view(&record, spend)})))
+    Ok(Json(
+        json!({"key": record.token, "info": view(&record, spend)}),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -364,8 +377,8 @@ async fn list(
     keys.retain(|k| {
         caller.identity.key_reach(dir, k) >= Reach::Read
             && q.user_id
-            .as_ref()
-            .is_none_or(|u| k.user_id.as_ref() == Some(u))
+                .as_ref()
+                .is_none_or(|u| k.user_id.as_ref() == Some(u))
             && q.team_id
                 .as_ref()
                 .is_none_or(|t| k.team_id.as_ref() == Some(t))
@@ -428,7 +441,6 @@ async fn regenerate(
     token: String,
     mut body: Map<String, Value>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require_writer()?;
     let grace = match body.remove("grace_period") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(parse_duration(&s).ok_or_else(|| {

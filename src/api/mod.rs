@@ -23,7 +23,13 @@ use crate::app::AppState;
 use axum::Router;
 
 pub fn routes() -> Router<AppState> {
-    keys::routes().merge(users::routes())
+    keys::routes()
+        .merge(users::routes())
+        .merge(teams::routes())
+        .merge(orgs::routes())
+        .merge(customers::routes())
+        .merge(spend::routes())
+        .merge(explain::routes())
 }
 
 /// A request body as a JSON object (an empty body is an empty object).

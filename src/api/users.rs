@@ -30,7 +30,13 @@ pub const TABLE: &str = "LiteLLM_UserTable";
 const MAX_PAGE_SIZE: usize = 1000;
 
 /// Fields a user may change on itself; everything else needs someone above it.
-const SELF_FIELDS: &[&str] = &["user_id", "password", "user_email", "user_alias", "metadata"];
+const SELF_FIELDS: &[&str] = &[
+    "user_id",
+    "password",
+    "user_email",
+    "user_alias",
+    "metadata",
+];
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -75,13 +81,40 @@ fn entry_view(e: &UserEntry) -> Value {
 }
 
 pub fn change(action: &str, before: Option<&UserRecord>, after: Option<&UserRecord>) -> Change {
-    let id = after.or(before).map(|u| u.user_id.clone()).unwrap_or_default();
+    let id = after
+        .or(before)
+        .map(|u| u.user_id.clone())
+        .unwrap_or_default();
     Change {
         action: action.to_string(),
         table_name: TABLE.to_string(),
         object_id: id,
         before_value: before.map(|u| view(u, 0.0).to_string()).unwrap_or_default(),
         updated_values: after.map(|u| view(u, 0.0).to_string()).unwrap_or_default(),
+    }
+}
+
+/// A new internal user with nothing granted.
+pub fn blank_user(user_id: &str, by: &str) -> UserRecord {
+    let now = now_ms();
+    UserRecord {
+        user_id: user_id.to_string(),
+        user_email: None,
+        user_alias: None,
+        user_role: GlobalRole::InternalUser,
+        password_hash: None,
+        models: Vec::new(),
+        budget: Budget::default(),
+        teams: Vec::new(),
+        organizations: Vec::new(),
+        metadata_json: "{}".into(),
+        blocked: false,
+        sso_user_id: None,
+        external_id: None,
+        created_at_ms: now,
+        updated_at_ms: now,
+        created_by: by.to_string(),
+        updated_by: by.to_string(),
     }
 }
 
@@ -103,16 +136,16 @@ fn password_arg(v: &Value) -> Result<Option<String>, ApiError> {
         None => Ok(None),
         Some(p) if p.chars().count() < MIN_PASSWORD_CHARS || p.len() > MAX_PASSWORD_BYTES => {
             Err(ApiError::invalid(
-                format!("`password` must be {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_BYTES} bytes long."),
+                format!(
+                    "`password` must be {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_BYTES} bytes long."
+                ),
                 "password",
             ))
         }
-        Some(p) => hash_password(&p)
-            .map(Some)
-            .map_err(|e| ApiError::Internal {
-                request_id: crate::request::new_call_id(),
-                detail: format!("password hashing failed: {e}"),
-            }),
+        Some(p) => hash_password(&p).map(Some).map_err(|e| ApiError::Internal {
+            request_id: crate::request::new_call_id(),
+            detail: format!("password hashing failed: {e}"),
+        }),
     }
 }
 
@@ -183,7 +216,6 @@ async fn new_user(
 ) -> Result<Json<Value>, ApiError> {
     caller.require_writer()?;
     let body = body_of(&app, &headers, body).await?;
-    let now = now_ms();
     let user_id = match body.get("user_id") {
         None | Some(Value::Null) => uuid::Uuid::new_v4().to_string(),
         Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 256 => s.clone(),
@@ -194,25 +226,7 @@ async fn new_user(
             ));
         }
     };
-    let mut user = UserRecord {
-        user_id,
-        user_email: None,
-        user_alias: None,
-        user_role: GlobalRole::InternalUser,
-        password_hash: None,
-        models: Vec::new(),
-        budget: Budget::default(),
-        teams: Vec::new(),
-        organizations: Vec::new(),
-        metadata_json: "{}".into(),
-        blocked: false,
-        sso_user_id: None,
-        external_id: None,
-        created_at_ms: now,
-        updated_at_ms: now,
-        created_by: caller.label(),
-        updated_by: caller.label(),
-    };
+    let mut user = blank_user(&user_id, &caller.label());
     apply(&mut user, &body)?;
     check_role_grant(&caller, user.user_role)?;
     let teams = id_list(&body, "teams")?;
@@ -282,7 +296,11 @@ async fn new_user(
             });
             user.teams.push(t.clone());
             tx.put_team(&rec)?;
-            tx.audit(super::teams::change("updated", Some(&team.record), Some(&rec)));
+            tx.audit(super::teams::change(
+                "updated",
+                Some(&team.record),
+                Some(&rec),
+            ));
             fx.teams.push(rec);
         }
         if !governed {
@@ -337,7 +355,15 @@ async fn update_user(
             .ok_or_else(|| ApiError::NotFound("User not found.".into()))?;
         let reach = who.identity.user_reach(dir, &before);
         let self_only = body.keys().all(|k| SELF_FIELDS.contains(&k.as_str()));
-        who.need(reach, if self_only { Reach::Owner } else { Reach::Manage }, "User")?;
+        who.need(
+            reach,
+            if self_only {
+                Reach::Owner
+            } else {
+                Reach::Manage
+            },
+            "User",
+        )?;
         let mut after = before.clone();
         apply(&mut after, &body)?;
         if after.user_role != before.user_role {
@@ -353,7 +379,9 @@ async fn update_user(
     })
     .await?;
     let e = app.directory.user(&saved.user_id);
-    Ok(Json(e.map_or_else(|| view(&saved, 0.0), |e| entry_view(&e))))
+    Ok(Json(
+        e.map_or_else(|| view(&saved, 0.0), |e| entry_view(&e)),
+    ))
 }
 
 /// Removes a user and its memberships; its keys too when `cascade` (else 409 if it has any).
@@ -468,7 +496,10 @@ async fn info_user(
         .teams
         .iter()
         .filter_map(|t| dir.team(t))
-        .filter(|t| caller.identity.team_reach(dir, &t.record) >= Reach::Read || caller.identity.user_id() == Some(id.as_str()))
+        .filter(|t| {
+            caller.identity.team_reach(dir, &t.record) >= Reach::Read
+                || caller.identity.user_id() == Some(id.as_str())
+        })
         .map(|t| json!({"team_id": t.record.team_id, "team_alias": t.record.team_alias}))
         .collect();
     let store = app.store.clone();
@@ -524,11 +555,13 @@ async fn list_users(
         .filter(|u| {
             let r = &u.record;
             role.is_none_or(|x| r.user_role == x)
-                && ids.as_ref().is_none_or(|ids| ids.contains(&r.user_id.as_str()))
+                && ids
+                    .as_ref()
+                    .is_none_or(|ids| ids.contains(&r.user_id.as_str()))
                 && q.team_id.as_ref().is_none_or(|t| r.teams.contains(t))
-                && q.organization_id.as_ref().is_none_or(|o| {
-                    r.organizations.iter().any(|m| &m.organization_id == o)
-                })
+                && q.organization_id
+                    .as_ref()
+                    .is_none_or(|o| r.organizations.iter().any(|m| &m.organization_id == o))
                 && q.user_email.as_ref().is_none_or(|e| {
                     r.user_email
                         .as_ref()

@@ -39,9 +39,7 @@ pub async fn commit<T: Send + 'static>(
             // The lock guards ordering, not data: a panic elsewhere leaves nothing to repair.
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut effects = Effects::default();
-        let out = app
-            .store
-            .write(&actor, &origin, |tx| f(tx, &mut effects))?;
+        let out = app.store.write(&actor, &origin, |tx| f(tx, &mut effects))?;
         apply(&app, effects);
         Ok(out)
     })

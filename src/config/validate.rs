@@ -452,7 +452,7 @@ fn validate(raw: RawConfig, warnings: Vec<Problem>) -> Loaded {
         let path = format!("general_settings.role_permissions[{i}].role");
         match GlobalRole::parse(&rp.role) {
             Some(role) if role_permissions.iter().any(|r| r.role == role) => {
-                errors.push(problem(&path, "this role is listed twice"));
+                errors.push(problem(path, "this role is listed twice"));
             }
             Some(role) => role_permissions.push(RolePermission {
                 role,
@@ -460,8 +460,12 @@ fn validate(raw: RawConfig, warnings: Vec<Problem>) -> Loaded {
                 routes: rp.routes,
             }),
             None => errors.push(problem(
-                &path,
-                &format!("unknown role `{}`; use one of {}", rp.role, GlobalRole::names()),
+                path,
+                format!(
+                    "unknown role `{}`; use one of {}",
+                    rp.role,
+                    GlobalRole::names()
+                ),
             )),
         }
     }

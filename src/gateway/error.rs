@@ -4,9 +4,9 @@
 
 use crate::auth::AuthError;
 use crate::limits::{RateHeaders, Refusal, RefusalKind};
-use crate::tenancy::access::{Denial, DenialKind};
 use crate::providers::{Dialect, UpstreamError};
 use crate::request::BodyError;
+use crate::tenancy::access::{Denial, DenialKind};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
@@ -21,9 +21,6 @@ pub enum GatewayError {
         param: Option<&'static str>,
     },
     Auth(AuthError),
-    ModelNotAllowed {
-        model: String,
-    },
     UnknownModel {
         model: String,
     },
@@ -53,7 +50,6 @@ impl GatewayError {
             GatewayError::Body(BodyError::Busy) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Body(_) | GatewayError::Invalid { .. } => StatusCode::BAD_REQUEST,
             GatewayError::Auth(_) => StatusCode::UNAUTHORIZED,
-            GatewayError::ModelNotAllowed { .. } => StatusCode::FORBIDDEN,
             GatewayError::UnknownModel { .. } => StatusCode::NOT_FOUND,
             GatewayError::NoDeployments { .. } => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::Upstream(e) => match e {
@@ -85,7 +81,6 @@ impl GatewayError {
             GatewayError::Body(_) => ("invalid_request_error", "invalid_json"),
             GatewayError::Invalid { .. } => ("invalid_request_error", "invalid_value"),
             GatewayError::Auth(e) => ("authentication_error", e.code()),
-            GatewayError::ModelNotAllowed { .. } => ("permission_error", "model_not_allowed"),
             GatewayError::UnknownModel { .. } => ("invalid_request_error", "model_not_found"),
             GatewayError::NoDeployments { .. } => ("rate_limit_error", "no_deployments_available"),
             GatewayError::Upstream(e) => match e {
@@ -115,9 +110,6 @@ impl GatewayError {
             GatewayError::Body(e) => e.to_string(),
             GatewayError::Invalid { message, .. } => message.clone(),
             GatewayError::Auth(e) => e.to_string(),
-            GatewayError::ModelNotAllowed { model } => {
-                format!("This key is not allowed to use model `{model}`.")
-            }
             GatewayError::UnknownModel { model } => {
                 format!("The model `{model}` does not exist on this gateway.")
             }
@@ -136,7 +128,9 @@ impl GatewayError {
                 }
                 UpstreamError::Unsupported(m) => m.clone(),
             },
-            GatewayError::Denied(d) => format!("Access denied by the {} level: {}.", d.level, d.rule),
+            GatewayError::Denied(d) => {
+                format!("Access denied by the {} level: {}.", d.level, d.rule)
+            }
             GatewayError::Limited(r) => r.to_string(),
         }
     }
@@ -144,9 +138,8 @@ impl GatewayError {
     fn param(&self) -> Option<&'static str> {
         match self {
             GatewayError::Invalid { param, .. } => *param,
-            GatewayError::ModelNotAllowed { .. } | GatewayError::UnknownModel { .. } => {
-                Some("model")
-            }
+            GatewayError::UnknownModel { .. } => Some("model"),
+            GatewayError::Denied(d) if d.kind == DenialKind::Model => Some("model"),
             _ => None,
         }
     }
@@ -186,7 +179,9 @@ impl GatewayError {
             GatewayError::NoDeployments { retry_after, .. } => Some(retry_after.as_secs().max(1)),
             GatewayError::Body(BodyError::Busy) => Some(1),
             GatewayError::Upstream(e) => e.retry_after().map(|d| d.as_secs().max(1)),
-            GatewayError::Limited(r) => r.retry_after().map(|d| d.as_secs_f64().ceil().max(1.0) as u64),
+            GatewayError::Limited(r) => r
+                .retry_after()
+                .map(|d| d.as_secs_f64().ceil().max(1.0) as u64),
             _ => None,
         };
         if let GatewayError::Limited(r) = &self {

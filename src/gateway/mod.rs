@@ -11,10 +11,10 @@ pub use error::GatewayError;
 
 use crate::app::AppState;
 use crate::auth::Principal;
-use crate::limits::{Admission, Level, pricing};
+use crate::limits::{Admission, pricing};
 use crate::providers::{Dialect, HttpClient, Operation, Reply};
 use crate::store::usage::SpendLogRow;
-use crate::tenancy::access::{self, Chain, RouteClass};
+use crate::tenancy::access::{self, RouteClass};
 use metering::Meterage;
 
 /// The upstream pool of the worker thread serving the request (absent outside the server).
@@ -58,9 +58,7 @@ fn llm(op: Operation, dialect: Dialect) -> MethodRouter<AppState> {
               client: Client,
               uri: http::Uri,
               headers: HeaderMap,
-              body: Body| {
-            serve(app, client, uri, headers, body, op, dialect, None)
-        },
+              body: Body| { serve(app, client, uri, headers, body, op, dialect, None) },
     )
 }
 
@@ -74,7 +72,16 @@ fn azure(op: Operation) -> MethodRouter<AppState> {
               headers: HeaderMap,
               body: Body| {
             let model = model.map(|Path(m)| m).map_err(|r| r.body_text());
-            serve(app, client, uri, headers, body, op, Dialect::OpenAi, Some(model))
+            serve(
+                app,
+                client,
+                uri,
+                headers,
+                body,
+                op,
+                Dialect::OpenAi,
+                Some(model),
+            )
         },
     )
 }
@@ -141,58 +148,16 @@ fn call_type(op: Operation, dialect: Dialect) -> &'static str {
 }
 
 /// The end user a call is made for: the body's `user`, or LiteLLM's header.
-fn end_user(body: &serde_json::Map<String, serde_json::Value>, headers: &HeaderMap) -> Option<String> {
+fn end_user(
+    body: &serde_json::Map<String, serde_json::Value>,
+    headers: &HeaderMap,
+) -> Option<String> {
     headers
         .get("x-litellm-end-user-id")
         .and_then(|v| v.to_str().ok())
         .or_else(|| body.get("user").and_then(serde_json::Value::as_str))
         .filter(|s| !s.is_empty())
         .map(str::to_string)
-}
-
-/// Every metered level of a chain, nearest first.
-fn levels(chain: &Chain) -> Vec<Level<'_>> {
-    let mut out = Vec::with_capacity(4 + chain.orgs.len());
-    let k = &chain.key;
-    out.push(Level {
-        meter: &k.meter,
-        limits: &k.limits,
-    });
-    if let Some(u) = &chain.user {
-        out.push(Level {
-            meter: &u.meter,
-            limits: &u.limits,
-        });
-    }
-    if let Some(t) = &chain.team {
-        out.push(Level {
-            meter: &t.meter,
-            limits: &t.limits,
-        });
-        if let Some(m) = chain
-            .user
-            .as_ref()
-            .and_then(|u| t.members.get(&u.record.user_id))
-        {
-            out.push(Level {
-                meter: &m.meter,
-                limits: &m.limits,
-            });
-        }
-    }
-    for o in &chain.orgs {
-        out.push(Level {
-            meter: &o.meter,
-            limits: &o.limits,
-        });
-    }
-    if let Some(c) = &chain.customer {
-        out.push(Level {
-            meter: &c.meter,
-            limits: &c.limits,
-        });
-    }
-    out
 }
 
 async fn route(
@@ -228,8 +193,7 @@ async fn route(
                 .map(|u| u.record.user_role);
             access::check_route(dir, k, role, RouteClass::Llm, call.path)
                 .map_err(GatewayError::Denied)?;
-            let chain =
-                access::chain(dir, k, end_user.as_deref()).map_err(GatewayError::Denied)?;
+            let chain = access::chain(dir, k, end_user.as_deref()).map_err(GatewayError::Denied)?;
             access::check_model(dir, &chain, &model).map_err(GatewayError::Denied)?;
             Some(chain)
         }
@@ -250,7 +214,7 @@ async fn route(
             let estimate = estimate_cost(&target, &body, body_bytes);
             Some(
                 dir.ledger()
-                    .admit(&levels(chain), estimate, crate::types::now_ms())
+                    .admit(&access::levels(chain), estimate, crate::types::now_ms())
                     .map_err(|r| GatewayError::Limited(r.into()))?,
             )
         }

@@ -40,14 +40,14 @@
 
 mod ledger;
 mod meter;
+mod outcome;
 pub mod pricing;
 mod queue;
 mod subject;
 
-pub use ledger::{
-    Admission, Crossing, Ledger, Level, RateHeaders, Refusal, RefusalKind, Threshold,
-};
+pub use ledger::{Admission, Ledger, Level};
 pub use meter::{Meter, MeterSnapshot};
+pub use outcome::{Crossing, RateHeaders, Refusal, RefusalKind, Threshold};
 pub use queue::{DEFAULT_FLUSH_INTERVAL, QUEUE_CAPACITY, SpendQueue, SpendReceiver, run_flusher};
 pub use subject::Subject;
 

@@ -164,3 +164,71 @@ async fn flush(store: &Store, ledger: &Ledger, pending: &mut Pending) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::{Level, Limits, Subject};
+    use crate::store::usage::SpendLogFilter;
+
+    const T0: i64 = 1_700_000_000_000;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_flusher_persists_logs_and_counters_and_drains_on_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("f.redb")).unwrap();
+        let ledger = Arc::new(Ledger::new());
+        let (queue, rx) = SpendQueue::new(16);
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let flusher = tokio::spawn(run_flusher(
+            store.clone(),
+            ledger.clone(),
+            rx,
+            std::time::Duration::from_secs(3600),
+            stopped,
+        ));
+        let m = ledger.meter(&Subject::Key("k".into()));
+        let gone = ledger.meter(&Subject::Key("gone".into()));
+        let limits = Limits::default();
+        for meter in [&m, &gone] {
+            let level = [Level {
+                meter,
+                limits: &limits,
+            }];
+            let _ = ledger
+                .admit(&level, 0.0, T0)
+                .map(|a| a.settle_at(0.25, 0, T0));
+        }
+        for i in 0..20 {
+            queue.try_push(SpendLogRow {
+                request_id: format!("r{i}"),
+                start_ms: T0 + i,
+                ..SpendLogRow::default()
+            });
+        }
+        // The 16-row queue overflowed (the flusher may have taken some rows already).
+        assert!(queue.dropped() <= 4);
+        let accepted = 20 - queue.dropped();
+        ledger.forget(&Subject::Key("gone".into()));
+        stop.send(true).unwrap();
+        flusher.await.unwrap();
+
+        let logs = store
+            .spend_logs(&SpendLogFilter::default(), 1, 100)
+            .unwrap();
+        assert_eq!(logs.total, accepted);
+        assert_eq!(
+            store.load_counters().unwrap(),
+            [(
+                "key:k".to_string(),
+                CounterRow {
+                    spend: 0.25,
+                    period_start_ms: 0
+                }
+            )]
+        );
+        // After shutdown the queue refuses and counts.
+        assert!(!queue.try_push(SpendLogRow::default()));
+        assert_eq!(queue.dropped(), 20 - accepted + 1);
+    }
+}

@@ -1,10 +1,9 @@
-//! Admission, settlement, persistence and the flusher, end to end within the module.
+//! Admission, settlement and the counters' snapshot and restore, across levels.
 
 use super::*;
-use crate::store::Store;
-use crate::store::usage::{CounterRow, SpendLogFilter, SpendLogRow};
+use crate::store::usage::CounterRow;
+use std::sync::Barrier;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier};
 
 const T0: i64 = 1_700_000_000_000;
 
@@ -166,7 +165,7 @@ fn rpm_refills_and_says_when() {
     assert!(ledger.admit(&level, 0.0, T0).is_ok());
     let refusal = ledger.admit(&level, 0.0, T0).err();
     assert_eq!(
-        refusal.as_ref().and_then(|r| r.retry_after()),
+        refusal.as_ref().and_then(Refusal::retry_after),
         Some(std::time::Duration::from_secs(30))
     );
     assert_eq!(refusal.map(|r| r.headers.remaining_requests), Some(Some(0)));
@@ -381,63 +380,4 @@ fn counters_snapshot_restore_and_forget() {
     ledger.forget(&key("never-existed"));
     assert_eq!(ledger.take_forgotten(), ["key:k"]);
     assert!(ledger.get(&key("k")).is_none());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_flusher_persists_logs_and_counters_and_drains_on_shutdown() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("f.redb")).unwrap();
-    let ledger = Arc::new(Ledger::new());
-    let (queue, rx) = SpendQueue::new(16);
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let flusher = tokio::spawn(run_flusher(
-        store.clone(),
-        ledger.clone(),
-        rx,
-        std::time::Duration::from_secs(3600),
-        stopped,
-    ));
-    let m = ledger.meter(&key("k"));
-    let gone = ledger.meter(&key("gone"));
-    let limits = Limits::default();
-    for meter in [&m, &gone] {
-        let level = [Level {
-            meter,
-            limits: &limits,
-        }];
-        let _ = ledger
-            .admit(&level, 0.0, T0)
-            .map(|a| a.settle_at(0.25, 0, T0));
-    }
-    for i in 0..20 {
-        queue.try_push(SpendLogRow {
-            request_id: format!("r{i}"),
-            start_ms: T0 + i,
-            ..SpendLogRow::default()
-        });
-    }
-    // The 16-row queue overflowed (the flusher may have taken some rows already).
-    assert!(queue.dropped() <= 4);
-    let accepted = 20 - queue.dropped();
-    ledger.forget(&key("gone"));
-    stop.send(true).unwrap();
-    flusher.await.unwrap();
-
-    let logs = store
-        .spend_logs(&SpendLogFilter::default(), 1, 100)
-        .unwrap();
-    assert_eq!(logs.total, accepted);
-    assert_eq!(
-        store.load_counters().unwrap(),
-        [(
-            "key:k".to_string(),
-            CounterRow {
-                spend: 0.25,
-                period_start_ms: 0
-            }
-        )]
-    );
-    // After shutdown the queue refuses and counts.
-    assert!(!queue.try_push(SpendLogRow::default()));
-    assert_eq!(queue.dropped(), 20 - accepted + 1);
 }

@@ -14,9 +14,9 @@ use crate::config::TlsFiles;
 use crate::router::Router;
 use crate::store::Store;
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 pub use boot::load_config;
 

@@ -69,13 +69,6 @@ impl Store {
         let found = t.get(id)?;
         found.map(|v| codec::decode(v.value())).transpose()
     }
-
-    pub(crate) fn read_all<T: DeserializeOwned>(
-        &self,
-        table: RecordTable,
-    ) -> Result<Vec<T>, StoreError> {
-        decode_table(&self.read()?, table)
-    }
 }
 
 /// Every record of a table, decoded, as one read transaction sees them.

@@ -174,6 +174,19 @@ impl Store {
         page: usize,
         page_size: usize,
     ) -> Result<SpendLogPage, StoreError> {
+        self.spend_logs_within(filter, |_| true, page, page_size)
+    }
+
+    /// [`Store::spend_logs`] limited to rows `within` accepts (a caller's scope, which may be a
+    /// union a filter cannot express). Applied during the scan, so totals and pages count only
+    /// visible rows.
+    pub fn spend_logs_within(
+        &self,
+        filter: &SpendLogFilter,
+        within: impl Fn(&SpendLogRow) -> bool,
+        page: usize,
+        page_size: usize,
+    ) -> Result<SpendLogPage, StoreError> {
         let page_size = page_size.max(1);
         let skip = page.max(1).saturating_sub(1).saturating_mul(page_size);
         let mut out = SpendLogPage::default();
@@ -193,7 +206,7 @@ impl Store {
         for row in table.range((from, 0)..=(to, u64::MAX))?.rev() {
             let (_, v) = row?;
             let record: SpendLogRow = codec::decode(v.value())?;
-            if !filter.matches(&record) {
+            if !filter.matches(&record) || !within(&record) {
                 continue;
             }
             if out.total >= skip as u64 && out.rows.len() < page_size {

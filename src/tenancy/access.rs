@@ -5,6 +5,7 @@
 //! exactly what enforcement does.
 
 use super::{CustomerEntry, Directory, KeyEntry, OrgEntry, TeamEntry, UserEntry};
+use crate::limits::Level;
 use crate::roles::{GlobalRole, KeyType};
 use std::sync::Arc;
 
@@ -33,10 +34,7 @@ pub fn classify(method: &http::Method, path: &str) -> RouteClass {
         || path.starts_with("/models/");
     if llm {
         RouteClass::Llm
-    } else if method == http::Method::GET
-        || path.ends_with("/info")
-        || path == "/access/explain"
-    {
+    } else if method == http::Method::GET || path.ends_with("/info") || path == "/access/explain" {
         RouteClass::Info
     } else {
         RouteClass::Management
@@ -102,9 +100,14 @@ pub fn chain(
     let r = &key.record;
     let user = match r.user_id.as_deref() {
         Some(id) => {
-            let u = dir
-                .user(id)
-                .ok_or_else(|| deny(DenialKind::Blocked, "user", id, "the key's user no longer exists"))?;
+            let u = dir.user(id).ok_or_else(|| {
+                deny(
+                    DenialKind::Blocked,
+                    "user",
+                    id,
+                    "the key's user no longer exists",
+                )
+            })?;
             if u.record.blocked {
                 return Err(deny(DenialKind::Blocked, "user", id, "user is blocked"));
             }
@@ -114,9 +117,14 @@ pub fn chain(
     };
     let team = match r.team_id.as_deref() {
         Some(id) => {
-            let t = dir
-                .team(id)
-                .ok_or_else(|| deny(DenialKind::Blocked, "team", id, "the key's team no longer exists"))?;
+            let t = dir.team(id).ok_or_else(|| {
+                deny(
+                    DenialKind::Blocked,
+                    "team",
+                    id,
+                    "the key's team no longer exists",
+                )
+            })?;
             if t.record.blocked {
                 return Err(deny(DenialKind::Blocked, "team", id, "team is blocked"));
             }
@@ -127,7 +135,10 @@ pub fn chain(
                     DenialKind::Blocked,
                     "team_member",
                     id,
-                    format!("user {} is no longer a member of the team", u.record.user_id),
+                    format!(
+                        "user {} is no longer a member of the team",
+                        u.record.user_id
+                    ),
                 ));
             }
             Some(t)
@@ -142,7 +153,12 @@ pub fn chain(
     let customer = match end_user {
         Some(id) => match dir.customer(id) {
             Some(c) if c.record.blocked => {
-                return Err(deny(DenialKind::Blocked, "end_user", id, "end user is blocked"));
+                return Err(deny(
+                    DenialKind::Blocked,
+                    "end_user",
+                    id,
+                    "end user is blocked",
+                ));
             }
             found => found,
         },
@@ -265,4 +281,49 @@ pub fn check_model(dir: &Directory, chain: &Chain, model: &str) -> Result<(), De
         }
     }
     Ok(())
+}
+
+/// Every metered level of a chain, nearest first.
+pub fn levels(chain: &Chain) -> Vec<Level<'_>> {
+    let mut out = Vec::with_capacity(4 + chain.orgs.len());
+    let k = &chain.key;
+    out.push(Level {
+        meter: &k.meter,
+        limits: &k.limits,
+    });
+    if let Some(u) = &chain.user {
+        out.push(Level {
+            meter: &u.meter,
+            limits: &u.limits,
+        });
+    }
+    if let Some(t) = &chain.team {
+        out.push(Level {
+            meter: &t.meter,
+            limits: &t.limits,
+        });
+        if let Some(m) = chain
+            .user
+            .as_ref()
+            .and_then(|u| t.members.get(&u.record.user_id))
+        {
+            out.push(Level {
+                meter: &m.meter,
+                limits: &m.limits,
+            });
+        }
+    }
+    for o in &chain.orgs {
+        out.push(Level {
+            meter: &o.meter,
+            limits: &o.limits,
+        });
+    }
+    if let Some(c) = &chain.customer {
+        out.push(Level {
+            meter: &c.meter,
+            limits: &c.limits,
+        });
+    }
+    out
 }

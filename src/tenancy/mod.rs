@@ -11,8 +11,8 @@ pub mod scope;
 
 pub use models::{ALL_PROXY_MODELS, ALL_TEAM_MODELS, ModelSet, NO_DEFAULT_MODELS, pattern_matches};
 
-use crate::limits::{Ledger, Limits, Meter, Subject};
 use crate::config::RolePermission;
+use crate::limits::{Ledger, Limits, Meter, Subject};
 use crate::roles::{GlobalRole, TeamRole};
 use crate::store::{
     Budget, CustomerRecord, KeyRecord, OrgRecord, TeamRecord, TenancySnapshot, UserRecord,
@@ -286,9 +286,7 @@ impl Directory {
     pub fn upsert_customer(&self, record: CustomerRecord) {
         let entry = CustomerEntry {
             limits: limits_of(&record.budget),
-            meter: self
-                .ledger
-                .meter(&Subject::EndUser(record.user_id.clone())),
+            meter: self.ledger.meter(&Subject::EndUser(record.user_id.clone())),
             record,
         };
         self.customers

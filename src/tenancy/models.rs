@@ -94,7 +94,10 @@ mod tests {
     fn set(list: &[&str]) -> ModelSet {
         let list: Vec<String> = list.iter().map(|s| s.to_string()).collect();
         ModelSet::compile(&list, |g| {
-            (g == "beta").then_some(["gpt-4o", "claude-x"]).into_iter().flatten()
+            (g == "beta")
+                .then_some(["gpt-4o", "claude-x"])
+                .into_iter()
+                .flatten()
         })
     }
 

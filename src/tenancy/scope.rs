@@ -188,22 +188,24 @@ impl Identity {
         if self.user_id() == Some(target.user_id.as_str()) {
             return Reach::Owner;
         }
-        // Every organisation the user is in, directly or through a team.
-        let mut orgs: Vec<String> = target
+        // Every organisation the user is in, directly or through a team; a team outside any
+        // organisation counts as an organisation nobody here governs.
+        let mut orgs: Vec<Option<String>> = target
             .organizations
             .iter()
-            .map(|m| m.organization_id.clone())
+            .map(|m| Some(m.organization_id.clone()))
             .collect();
         let mut team_admin = false;
         for t in &target.teams {
             if let Some(team) = dir.team(t) {
-                if let Some(o) = &team.record.organization_id {
-                    orgs.push(o.clone());
-                }
+                orgs.push(team.record.organization_id.clone());
                 team_admin |= self.team_role(&team.record) == Some(TeamRole::Admin);
             }
         }
-        let governed = orgs.iter().filter(|o| self.governs_org(dir, o)).count();
+        let governed = orgs
+            .iter()
+            .filter(|o| o.as_deref().is_some_and(|o| self.governs_org(dir, o)))
+            .count();
         // An org admin changes a user only when all of that user is inside its subtree: a
         // user shared with another organisation is that organisation's business too.
         if governed > 0 && governed == orgs.len() {

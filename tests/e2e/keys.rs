@@ -68,6 +68,27 @@ impl Api {
         out
     }
 
+    /// Creates users (without keys) and a team holding them as plain members.
+    pub async fn team_with(&self, team_id: &str, users: &[&str]) {
+        for u in users {
+            let (status, out) = self
+                .post("/user/new", json!({"user_id": u, "auto_create_key": false}))
+                .await;
+            assert!(status == 200 || status == 409, "user {u}: {out}");
+        }
+        let members: Vec<Value> = users
+            .iter()
+            .map(|u| json!({"user_id": u, "role": "user"}))
+            .collect();
+        let (status, out) = self
+            .post(
+                "/team/new",
+                json!({"team_id": team_id, "members_with_roles": members}),
+            )
+            .await;
+        assert_eq!(status, 200, "team {team_id}: {out}");
+    }
+
     /// The status of a request that needs nothing but a valid key (`GET /v1/models`).
     pub async fn use_key(&self, secret: &str) -> u16 {
         self.http
@@ -153,6 +174,7 @@ fn parse_time(s: &Value) -> time::OffsetDateTime {
 #[tokio::test]
 async fn generate_stores_every_field_and_info_never_shows_the_secret() {
     let api = Api::start();
+    api.team_with("team-1", &["user-1"]).await;
     let before = time::OffsetDateTime::now_utc();
     let out = api
         .generate(json!({
@@ -564,7 +586,7 @@ async fn delete_by_keys_and_aliases_is_immediate_and_all_or_nothing() {
 }
 
 #[tokio::test]
-async fn info_is_own_key_only_and_admin_routes_refuse_virtual_keys() {
+async fn info_is_own_key_only_and_other_keys_are_hidden() {
     let api = Api::start();
     let a = api
         .generate(json!({"key_alias": "a", "user_id": "ua"}))
@@ -608,30 +630,37 @@ async fn info_is_own_key_only_and_admin_routes_refuse_virtual_keys() {
     let (status, _) = api.get_as("sk-wrong-key-000000000000", "/key/info").await;
     assert_eq!(status, 401);
 
-    // Virtual keys are not admins: every management write and the list are 403.
-    let attempts = [
-        ("/key/generate".to_string(), json!({"key_alias": "sneaky"})),
+    // A user's key governs its own keys only: every key outside its scope is 404 (its
+    // existence is not disclosed), whatever the route.
+    let outside = [
         (
             "/key/update".to_string(),
             json!({"key": sb, "blocked": true}),
         ),
-        (
-            "/key/update".to_string(),
-            json!({"key": sa, "models": ["*"]}),
-        ),
         ("/key/delete".to_string(), json!({"keys": [sb]})),
         ("/key/block".to_string(), json!({"key": sb})),
-        ("/key/unblock".to_string(), json!({"key": sa})),
         ("/key/regenerate".to_string(), json!({"key": sb})),
         (format!("/key/{sb}/regenerate"), json!({})),
+        (
+            "/key/generate".to_string(),
+            json!({"key_alias": "sneaky", "user_id": "someone-else"}),
+        ),
     ];
-    for (path, body) in &attempts {
+    for (path, body) in &outside {
         let (status, out) = api.post_as(&sa, path, body.clone()).await;
+        assert_eq!(status, 404, "{path}: {out}");
+        assert_envelope(&out, 404, "not_found_error", None);
+    }
+    // Blocking needs someone above the key, even for its owner.
+    for path in ["/key/block", "/key/unblock"] {
+        let (status, out) = api.post_as(&sa, path, json!({"key": sa})).await;
         assert_eq!(status, 403, "{path}: {out}");
         assert_envelope(&out, 403, "permission_error", None);
     }
-    let (status, _) = api.get_as(&sa, "/key/list").await;
-    assert_eq!(status, 403);
+    // Its list holds its own key only.
+    let (status, own_list) = api.get_as(&sa, "/key/list").await;
+    assert_eq!(status, 200);
+    assert_eq!(own_list["keys"], json!([ta]), "{own_list}");
     // Nothing changed.
     assert_eq!(api.use_key(&sb).await, 200);
     let (_, list) = api.get("/key/list?return_full_object=true").await;
@@ -644,6 +673,8 @@ async fn info_is_own_key_only_and_admin_routes_refuse_virtual_keys() {
 #[tokio::test]
 async fn list_pages_filters_and_full_objects_without_secrets() {
     let api = Api::start();
+    api.team_with("t1", &["u1"]).await;
+    api.team_with("t2", &["u2"]).await;
     let mut secrets = Vec::new();
     for i in 0..7 {
         let (user, team) = if i < 3 { ("u1", "t1") } else { ("u2", "t2") };
