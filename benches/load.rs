@@ -685,11 +685,15 @@ http {{
       model: openai/x
       api_base: http://{upstream}/plain/v1
       api_key: sk-upstream-anything
+      input_cost_per_token: 0.0000001
+      output_cost_per_token: 0.0000002
   - model_name: sse
     litellm_params:
       model: openai/x
       api_base: http://{upstream}/sse/v1
       api_key: sk-upstream-anything
+      input_cost_per_token: 0.0000001
+      output_cost_per_token: 0.0000002
 "#
     );
     let config_path = dir.join("config.yaml");
@@ -743,19 +747,55 @@ http {{
         name: "portcullis",
     };
 
-    // A virtual key for both models, so every request takes the key path (not the master key).
+    // A virtual key for both models, so every request takes the key path (not the master key),
+    // and with every governance check on: the key belongs to a user in a team in the deepest of
+    // five nested organisations, and every level carries a budget and limits (far from reached,
+    // so every request is admitted and settled at each level).
     let mut c = Conn::open(gw_addr);
-    let r = c.request(
-        "/key/generate",
-        gw_addr,
-        MASTER_KEY,
-        r#"{"models":["plain","sse"],"key_alias":"load-bench"}"#,
+    let limits = r#""max_budget":1000000,"soft_budget":900000,"budget_duration":"30d","rpm_limit":100000000,"tpm_limit":10000000000,"max_parallel_requests":100000"#;
+    let mut setup = |path: &str, body: String| {
+        let r = c.request(path, gw_addr, MASTER_KEY, &body);
+        assert_eq!(
+            r.status,
+            200,
+            "{path}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        r
+    };
+    for level in 0..5 {
+        let parent = match level {
+            0 => String::new(),
+            n => format!(r#","parent_organization_id":"org-{}""#, n - 1),
+        };
+        setup(
+            "/organization/new",
+            format!(
+                r#"{{"organization_id":"org-{level}","organization_alias":"Level {level}","models":["plain","sse"],{limits}{parent}}}"#
+            ),
+        );
+    }
+    setup(
+        "/team/new",
+        format!(
+            r#"{{"team_id":"bench-team","organization_id":"org-4","models":["plain","sse"],{limits}}}"#
+        ),
     );
-    assert_eq!(
-        r.status,
-        200,
-        "key/generate: {}",
-        String::from_utf8_lossy(&r.body)
+    setup(
+        "/user/new",
+        format!(
+            r#"{{"user_id":"bench-user","teams":["bench-team"],"auto_create_key":false,{limits}}}"#
+        ),
+    );
+    setup(
+        "/team/member_update",
+        r#"{"team_id":"bench-team","user_id":"bench-user","max_budget_in_team":1000000,"rpm_limit":100000000}"#.to_string(),
+    );
+    let r = setup(
+        "/key/generate",
+        format!(
+            r#"{{"models":["plain","sse"],"key_alias":"load-bench","user_id":"bench-user","team_id":"bench-team",{limits}}}"#
+        ),
     );
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     let key = v["key"].as_str().unwrap().to_string();

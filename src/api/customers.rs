@@ -7,15 +7,14 @@ use super::fields::{
     boolean, budget_field, budget_view, check_budget, id_list, metadata, metadata_view, string,
 };
 use super::write::commit;
-use super::{ApiError, Caller, body_of, spend};
+use super::{ApiError, Caller, Params, body_of, spend};
 use crate::app::AppState;
 use crate::audit::Change;
 use crate::store::{Budget, CustomerRecord};
 use crate::tenancy::CustomerEntry;
 use crate::types::{ms_to_rfc3339, now_ms};
 use axum::body::Body;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use http::HeaderMap;
@@ -324,9 +323,8 @@ struct InfoQuery {
 async fn info_customer(
     State(app): State<AppState>,
     caller: Caller,
-    q: Result<Query<InfoQuery>, QueryRejection>,
+    Params(q): Params<InfoQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(q) = q.map_err(|r| ApiError::invalid(r.body_text(), "query"))?;
     let id = q
         .end_user_id
         .or(q.user_id)

@@ -5,7 +5,7 @@ use super::fields::positive;
 use super::key_fields::{apply, view};
 use super::key_policy;
 use super::write::commit;
-use super::{ApiError, Caller, body_of};
+use super::{ApiError, Caller, Params, body_of};
 use crate::app::AppState;
 use crate::audit::Change;
 use crate::auth::{generate_key, hash_key, mask_key};
@@ -13,8 +13,8 @@ use crate::store::{KeyRecord, Tx};
 use crate::tenancy::scope::Reach;
 use crate::types::{now_ms, parse_duration};
 use axum::body::Body;
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use http::HeaderMap;
@@ -317,9 +317,8 @@ struct InfoQuery {
 async fn info(
     State(app): State<AppState>,
     caller: Caller,
-    q: Result<Query<InfoQuery>, QueryRejection>,
+    Params(q): Params<InfoQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(q) = q.map_err(|r| ApiError::invalid(r.body_text(), "query"))?;
     let token = match (&q.key, caller.identity.key()) {
         (Some(k), _) => token_of(k),
         // With no `key`, a key asks about itself (as in LiteLLM).
@@ -360,9 +359,8 @@ struct ListQuery {
 async fn list(
     State(app): State<AppState>,
     caller: Caller,
-    q: Result<Query<ListQuery>, QueryRejection>,
+    Params(q): Params<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(q) = q.map_err(|r| ApiError::invalid(r.body_text(), "query"))?;
     let page = positive(q.page.as_deref(), "page", 1)?;
     let size = positive(q.size.as_deref(), "size", 10)?.min(MAX_PAGE_SIZE);
     let full = matches!(q.return_full_object.as_deref(), Some("true" | "1"));

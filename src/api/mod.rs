@@ -48,3 +48,25 @@ async fn body_of(
 fn spend(meter: &crate::limits::Meter, limits: &crate::limits::Limits) -> f64 {
     meter.snapshot(limits, crate::types::now_ms()).spend
 }
+
+/// Query parameters whose rejection is a management error (400 in the `{error}` envelope)
+/// rather than axum's plain-text answer.
+pub struct Params<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for Params<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(q)| Params(q))
+            .map_err(|r| ApiError::invalid(r.body_text(), "query"))
+    }
+}

@@ -10,7 +10,7 @@ use super::fields::{
     budget_field, cascade, check_budget, id_list, metadata, optional, required, string, strings,
 };
 use super::write::{Effects, commit};
-use super::{ApiError, Caller, body_of, spend};
+use super::{ApiError, Caller, Params, body_of, spend};
 use crate::app::AppState;
 use crate::audit::Change;
 use crate::store::{Budget, OrgRecord, Tx, UserRecord};
@@ -18,8 +18,7 @@ use crate::tenancy::scope::Reach;
 use crate::tenancy::{Directory, MAX_ORG_DEPTH, OrgEntry};
 use crate::types::now_ms;
 use axum::body::Body;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use http::HeaderMap;
@@ -477,9 +476,8 @@ struct InfoQuery {
 async fn info_org(
     State(app): State<AppState>,
     caller: Caller,
-    q: Result<Query<InfoQuery>, QueryRejection>,
+    Params(q): Params<InfoQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(q) = q.map_err(|r| ApiError::invalid(r.body_text(), "query"))?;
     let id = q
         .organization_id
         .filter(|s| !s.is_empty())

@@ -4,13 +4,12 @@
 //! answers an empty result, which discloses nothing.
 
 use super::fields::positive;
-use super::{ApiError, Caller};
+use super::{ApiError, Caller, Params};
 use crate::app::AppState;
 use crate::store::usage::{SpendLogFilter, SpendLogRow};
 use crate::tenancy::scope::{Identity, Reach};
 use crate::types::ms_to_rfc3339;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -189,9 +188,8 @@ fn nonempty(v: Option<String>) -> Option<String> {
 async fn spend_logs(
     State(app): State<AppState>,
     caller: Caller,
-    q: Result<Query<LogsQuery>, QueryRejection>,
+    Params(q): Params<LogsQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(q) = q.map_err(|r| ApiError::invalid(r.body_text(), "query"))?;
     // LiteLLM answers a bare list unless asked for pages.
     let paged = q.page.is_some() || q.page_size.is_some();
     let page = positive(q.page.as_deref(), "page", 1)?;

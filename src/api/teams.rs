@@ -11,7 +11,7 @@ use super::fields::{
     touches_governance,
 };
 use super::write::{Effects, commit};
-use super::{ApiError, Caller, body_of, spend};
+use super::{ApiError, Caller, Params, body_of, spend};
 use crate::app::AppState;
 use crate::audit::Change;
 use crate::store::{Budget, TeamRecord, Tx};
@@ -19,8 +19,7 @@ use crate::tenancy::Directory;
 use crate::tenancy::scope::Reach;
 use crate::types::now_ms;
 use axum::body::Body;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use http::HeaderMap;
@@ -379,9 +378,8 @@ struct InfoQuery {
 async fn info_team(
     State(app): State<AppState>,
     caller: Caller,
-    q: Result<Query<InfoQuery>, QueryRejection>,
+    Params(q): Params<InfoQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(q) = q.map_err(|r| ApiError::invalid(r.body_text(), "query"))?;
     let id = q
         .team_id
         .filter(|t| !t.is_empty())
@@ -450,9 +448,8 @@ struct ListQuery {
 async fn list_teams(
     State(app): State<AppState>,
     caller: Caller,
-    q: Result<Query<ListQuery>, QueryRejection>,
+    Params(q): Params<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(q) = q.map_err(|r| ApiError::invalid(r.body_text(), "query"))?;
     let dir = &app.directory;
     let mut teams: Vec<_> = dir
         .teams()

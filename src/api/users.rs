@@ -7,7 +7,7 @@ use super::fields::{
     positive, string, strings,
 };
 use super::write::commit;
-use super::{ApiError, Caller, body_of, spend};
+use super::{ApiError, Caller, Params, body_of, spend};
 use crate::app::AppState;
 use crate::audit::Change;
 use crate::auth::password::{MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, hash_password};
@@ -17,8 +17,7 @@ use crate::tenancy::UserEntry;
 use crate::tenancy::scope::Reach;
 use crate::types::{ms_to_rfc3339, now_ms};
 use axum::body::Body;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use http::HeaderMap;
@@ -474,9 +473,8 @@ struct InfoQuery {
 async fn info_user(
     State(app): State<AppState>,
     caller: Caller,
-    q: Result<Query<InfoQuery>, QueryRejection>,
+    Params(q): Params<InfoQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(q) = q.map_err(|r| ApiError::invalid(r.body_text(), "query"))?;
     let id = match (q.user_id, caller.identity.user_id()) {
         (Some(id), _) => id,
         (None, Some(me)) => me.to_string(),
@@ -537,9 +535,8 @@ struct ListQuery {
 async fn list_users(
     State(app): State<AppState>,
     caller: Caller,
-    q: Result<Query<ListQuery>, QueryRejection>,
+    Params(q): Params<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(q) = q.map_err(|r| ApiError::invalid(r.body_text(), "query"))?;
     let page = positive(q.page.as_deref(), "page", 1)?;
     let size = positive(q.page_size.as_deref(), "page_size", 25)?.min(MAX_PAGE_SIZE);
     let role = match q.role.as_deref() {

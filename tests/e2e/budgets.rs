@@ -250,3 +250,51 @@ async fn spend_is_logged_in_batches_and_survives_a_restart() {
     let (_, logs) = api.get(&format!("/spend/logs?api_key={key}")).await;
     assert_eq!(logs.as_array().map(Vec::len), Some(4), "{logs}");
 }
+
+#[tokio::test]
+async fn a_stream_cut_by_the_client_is_charged_for_what_was_delivered() {
+    use futures_util::StreamExt;
+    let up = FakeUpstream::start();
+    up.set_chunk_delay(Duration::from_millis(100));
+    let api = Api::on(
+        Options::new()
+            .config(format!(
+                "model_list:\n  - model_name: gpt\n    litellm_params:\n      model: openai/gpt-4o-mini\n      api_base: {}\n      api_key: sk-upstream-test\n      input_cost_per_token: 0.001\n      output_cost_per_token: 0.002\ngeneral_settings:\n  spend_flush_interval: 0.2\n",
+                up.base_url()
+            ))
+            .start(),
+    );
+    let key = secret_of(&api.generate(json!({})).await);
+    let long = vec!["word"; 40].join(" ");
+    let resp = api
+        .http
+        .post(api.gw.url("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .json(&json!({"model": "gpt", "stream": true, "messages": [{"role": "user", "content": long}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut s = resp.bytes_stream();
+    let mut seen = 0;
+    while seen < 3 {
+        let chunk = s.next().await.unwrap().unwrap();
+        seen += String::from_utf8_lossy(&chunk).matches("data:").count();
+    }
+    drop(s); // the client leaves with most of the answer undelivered
+    assert!(up.wait_until(Duration::from_secs(10), |u| u.streams_cancelled() == 1).await);
+
+    let charged = eventually_async(Duration::from_secs(10), || async {
+        let (_, logs) = api.get(&format!("/spend/logs?api_key={key}")).await;
+        logs.as_array()
+            .and_then(|rows| rows.first().cloned())
+            .is_some_and(|row| {
+                let done = row["completion_tokens"].as_u64().unwrap_or(0);
+                // Charged for what arrived: some tokens, far fewer than the 40-word answer.
+                (1..40).contains(&done) && row["spend"].as_f64().unwrap_or(0.0) > 0.0
+            })
+    })
+    .await;
+    assert!(charged, "the cut stream was not charged for what was delivered");
+    assert!(key_spend(&api, &key).await > 0.0);
+}

@@ -237,6 +237,9 @@ async fn generate_stores_every_field_and_info_never_shows_the_secret() {
     );
     assert_eq!(by_secret["info"]["key_alias"], "all-fields");
     assert_eq!(by_secret["info"]["rpm_limit"], 60);
+    // The token names a key but never works as one (LiteLLM accepts its hashes as keys).
+    assert_eq!(api.use_key(&token).await, 401);
+    assert_eq!(api.use_key(&secret).await, 200);
     for body in [&by_secret, &by_token] {
         assert!(
             !body.to_string().contains(&secret),
