@@ -107,7 +107,13 @@ fn require_customer_writer(caller: &Caller) -> Result<(), ApiError> {
 
 fn id_arg(body: &Map<String, Value>) -> Result<String, ApiError> {
     match body.get("user_id") {
-        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= MAX_ID_BYTES => Ok(s.clone()),
+        Some(Value::String(s))
+            if !s.trim().is_empty()
+                && s.len() <= MAX_ID_BYTES
+                && !s.chars().any(char::is_control) =>
+        {
+            Ok(s.clone())
+        }
         _ => Err(ApiError::invalid(
             format!("`user_id` is required (a non-empty string of at most {MAX_ID_BYTES} bytes)."),
             "user_id",
@@ -123,10 +129,9 @@ fn ids_arg(body: &Map<String, Value>) -> Result<Vec<String>, ApiError> {
             "user_ids",
         ));
     }
-    if ids
-        .iter()
-        .any(|id| id.trim().is_empty() || id.len() > MAX_ID_BYTES)
-    {
+    if ids.iter().any(|id| {
+        id.trim().is_empty() || id.len() > MAX_ID_BYTES || id.chars().any(char::is_control)
+    }) {
         return Err(ApiError::invalid(
             format!(
                 "Each of `user_ids` must be a non-empty string of at most {MAX_ID_BYTES} bytes."

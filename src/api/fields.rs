@@ -69,8 +69,9 @@ pub fn money(v: &Value, field: &str) -> Result<Option<f64>, ApiError> {
 
 pub fn duration_text(v: &Value, field: &str) -> Result<Option<String>, ApiError> {
     let s = string(v, field)?;
+    // A zero duration is a typo: a key born expired, or a budget that never holds.
     if let Some(text) = &s
-        && parse_duration(text).is_none()
+        && parse_duration(text).is_none_or(|d| d.is_zero())
     {
         return Err(ApiError::invalid(
             format!("`{field}` must be a duration such as 30s, 30m, 30h, 30d or 1mo."),
@@ -205,4 +206,16 @@ pub fn id_list(body: &Map<String, Value>, field: &str) -> Result<Vec<String>, Ap
 pub fn cascade(body: &Map<String, Value>) -> Result<bool, ApiError> {
     body.get("cascade")
         .map_or(Ok(false), |v| boolean(v, "cascade"))
+}
+
+/// Ids chosen by callers: 1 to 256 bytes, no control characters (they end up in logs, URLs and
+/// audit entries).
+pub fn check_id(id: &str, field: &str) -> Result<(), ApiError> {
+    if id.trim().is_empty() || id.len() > 256 || id.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            format!("`{field}` must be 1 to 256 bytes without control characters."),
+            field,
+        ));
+    }
+    Ok(())
 }

@@ -8,7 +8,8 @@
 //! own key's budgets and limits.
 
 use super::{ApiError, Caller};
-use crate::store::{Budget, KeyRecord};
+use crate::roles::KeyType;
+use crate::store::KeyRecord;
 use crate::tenancy::Directory;
 use crate::tenancy::scope::{Identity, Reach};
 
@@ -19,6 +20,7 @@ pub fn check(
     caller: &Caller,
     before: Option<&KeyRecord>,
     after: &KeyRecord,
+    issues_secret: bool,
 ) -> Result<(), ApiError> {
     let id = &caller.identity;
     if let Some(before) = before {
@@ -90,11 +92,12 @@ pub fn check(
         .as_ref()
         .map(|o| id.user_reach(dir, &o.record))
         .unwrap_or(Reach::Hidden);
+    // Authority over someone else's key comes from being above its owner (an org admin over
+    // a user wholly inside its subtree) or, for a team key, from administering the team.
+    let above_owner = owner_reach == Reach::Manage;
     let authority = match (&team, &owner) {
-        // Someone's personal key, or a key in a team: team admins act for their team,
-        // org admins for users wholly inside their subtree.
         (Some(_), _) if team_reach >= Reach::Members => true,
-        (None, Some(_)) if owner_reach == Reach::Manage => true,
+        (None, Some(_)) if above_owner => true,
         (None, None) => after
             .organization_id
             .as_deref()
@@ -107,6 +110,22 @@ pub fn check(
             "Not allowed to create or move keys for this user or team.".into(),
         ));
     }
+    // A secret handed to someone other than the key's owner must not carry the owner's
+    // management powers unless the caller is above the owner: a team admin issues its
+    // members' keys as `llm_api` keys, or it could act as any (more powerful) teammate.
+    // For the same reason it may not widen the type of such a key: it may hold its secret.
+    if owner.is_some() && !own && !above_owner && after.key_type != KeyType::LlmApi {
+        if issues_secret {
+            return Err(ApiError::Forbidden(
+                "A key issued for another team member must have key_type llm_api.".into(),
+            ));
+        }
+        if before.is_some_and(|b| b.key_type != after.key_type) {
+            return Err(ApiError::Forbidden(
+                "Only someone above a key's owner may widen its key_type.".into(),
+            ));
+        }
+    }
     if before.is_none_or(|b| b.allowed_routes != after.allowed_routes)
         && !after.allowed_routes.is_empty()
     {
@@ -115,32 +134,33 @@ pub fn check(
         ));
     }
     // Models: never more than the key's team (for a team key) or owner (for a personal key)
-    // has, nor more than the caller's own key has.
-    if !after.models.is_empty() {
-        let wanted = dir.compile_models(&after.models);
-        let through_team = team.is_some();
-        let outer_ok = match (&team, &owner) {
+    // has, nor more than the caller's own key has; an owner acting alone only narrows.
+    let wanted = dir.compile_models(&after.models);
+    let through_team = team.is_some();
+    let outer_ok = after.models.is_empty()
+        || match (&team, &owner) {
             (Some(t), _) => wanted.within(&t.models, through_team),
             (None, Some(o)) => wanted.within(&o.models, through_team),
             (None, None) => true,
         };
-        let caller_ok = match id {
-            Identity::User { key: Some(k), .. } | Identity::Service { key: k } => {
-                wanted.within(&k.models, through_team)
-            }
-            _ => true,
-        };
-        if !outer_ok || !caller_ok {
-            return Err(ApiError::Forbidden(
-                "A key cannot be granted models its owner, its team or the caller does not have."
-                    .into(),
-            ));
+    let caller_ok = match id {
+        Identity::User { key: Some(k), .. } | Identity::Service { key: k } => {
+            wanted.within(&k.models, through_team)
         }
+        _ => true,
+    };
+    let narrow_ok = authority
+        || before.is_none_or(|b| wanted.within(&dir.compile_models(&b.models), through_team));
+    if !outer_ok || !caller_ok || !narrow_ok {
+        return Err(ApiError::Forbidden(
+            "A key cannot be granted models its owner, its team, the caller or (for its owner) the key itself does not have."
+                .into(),
+        ));
     }
-    // An owner without authority over the key may only narrow its budgets and limits, and
-    // may not lift a block someone above it placed.
+    // An owner without authority over the key may only narrow its budgets, limits and
+    // lifetime, and may not lift a block someone above it placed.
     if !authority && let Some(before) = before {
-        narrows(&before.budget, &after.budget)?;
+        narrows(before, after)?;
         if before.blocked != after.blocked {
             return Err(ApiError::Forbidden(
                 "Only an admin above the key may block or unblock it.".into(),
@@ -150,7 +170,7 @@ pub fn check(
     Ok(())
 }
 
-fn narrows(before: &Budget, after: &Budget) -> Result<(), ApiError> {
+fn narrows(before: &KeyRecord, after: &KeyRecord) -> Result<(), ApiError> {
     fn le<T: PartialOrd + Copy>(old: Option<T>, new: Option<T>) -> bool {
         match (old, new) {
             (None, _) => true,
@@ -158,17 +178,20 @@ fn narrows(before: &Budget, after: &Budget) -> Result<(), ApiError> {
             (Some(o), Some(n)) => n <= o,
         }
     }
-    let ok = le(before.max_budget, after.max_budget)
-        && le(before.soft_budget, after.soft_budget)
-        && le(before.tpm_limit, after.tpm_limit)
-        && le(before.rpm_limit, after.rpm_limit)
-        && le(before.max_parallel_requests, after.max_parallel_requests)
-        && (before.budget_duration.is_none() || before.budget_duration == after.budget_duration);
+    let (b, a) = (&before.budget, &after.budget);
+    let ok = le(b.max_budget, a.max_budget)
+        && le(b.soft_budget, a.soft_budget)
+        && le(b.tpm_limit, a.tpm_limit)
+        && le(b.rpm_limit, a.rpm_limit)
+        && le(b.max_parallel_requests, a.max_parallel_requests)
+        // A period turns a lifetime budget into a renewable one: only from above.
+        && b.budget_duration == a.budget_duration
+        && le(before.expires_ms, after.expires_ms);
     if ok {
         Ok(())
     } else {
         Err(ApiError::Forbidden(
-            "A key's owner may only lower its budgets and limits.".into(),
+            "A key's owner may only lower its budgets, limits and lifetime.".into(),
         ))
     }
 }

@@ -171,7 +171,7 @@ async fn generate(
     let candidate = secret.clone();
     let who = caller.clone();
     let saved = commit(&app, &caller, move |tx, fx| {
-        key_policy::check(&auth_app.directory, &who, None, &record)?;
+        key_policy::check(&auth_app.directory, &who, None, &record, true)?;
         // Checked under the admin write lock, against everything that authenticates today.
         if tx.get_key(&record.token)?.is_some() || auth_app.auth.secret_taken(&candidate) {
             return Err(ApiError::Conflict("This key already exists.".into()));
@@ -232,7 +232,7 @@ async fn modify_key(
         who.need(who.identity.key_reach(dir, &before), needed, "Key")?;
         let mut after = before.clone();
         edit(&mut after)?;
-        key_policy::check(dir, &who, Some(&before), &after)?;
+        key_policy::check(dir, &who, Some(&before), &after, false)?;
         after.updated_at_ms = now_ms();
         after.updated_by = by;
         check_alias_free(tx, after.key_alias.as_deref(), &token)?;
@@ -325,6 +325,13 @@ async fn info(
         (None, Some(k)) => k.record.token.clone(),
         (None, None) => return Err(ApiError::invalid("`key` is required.", "key")),
     };
+    // An `llm_api` key may read its own info and nothing else.
+    if let Some(own) = caller.identity.key()
+        && own.record.key_type == crate::roles::KeyType::LlmApi
+        && own.record.token != token
+    {
+        return Err(ApiError::NotFound("Key not found.".into()));
+    }
     let store = app.store.clone();
     let record = tokio::task::spawn_blocking(move || store.read_key(&token))
         .await
@@ -484,7 +491,7 @@ async fn regenerate(
         let now = now_ms();
         let mut after = before.clone();
         apply(&mut after, &body)?;
-        key_policy::check(dir, &who, Some(&before), &after)?;
+        key_policy::check(dir, &who, Some(&before), &after, true)?;
         after.token = hex::encode(hash_key(&secret));
         after.key_name = mask_key(&secret);
         after.updated_at_ms = now;

@@ -99,11 +99,12 @@ fn visible(dir: &Directory, caller: &Caller, id: &str) -> Result<Arc<OrgEntry>, 
 fn id_arg(body: &Map<String, Value>) -> Result<String, ApiError> {
     match body.get("organization_id") {
         None | Some(Value::Null) => Ok(uuid::Uuid::new_v4().to_string()),
-        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= MAX_ID_BYTES => Ok(s.clone()),
+        Some(Value::String(s)) => {
+            super::fields::check_id(s, "organization_id")?;
+            Ok(s.clone())
+        }
         Some(_) => Err(ApiError::invalid(
-            format!(
-                "`organization_id` must be a non-empty string of at most {MAX_ID_BYTES} bytes."
-            ),
+            "`organization_id` must be a string.",
             "organization_id",
         )),
     }

@@ -199,13 +199,11 @@ async fn new_team(
     let body = body_of(&app, &headers, body).await?;
     let team_id = match body.get("team_id") {
         None | Some(Value::Null) => uuid::Uuid::new_v4().to_string(),
-        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 256 => s.clone(),
-        Some(_) => {
-            return Err(ApiError::invalid(
-                "`team_id` must be a non-empty string of at most 256 bytes.",
-                "team_id",
-            ));
+        Some(Value::String(s)) => {
+            super::fields::check_id(s, "team_id")?;
+            s.clone()
         }
+        Some(_) => return Err(ApiError::invalid("`team_id` must be a string.", "team_id")),
     };
     let now = now_ms();
     let mut team = TeamRecord {

@@ -3,8 +3,8 @@
 //! Password hashes never leave the server.
 
 use super::fields::{
-    boolean, budget_field, budget_view, cascade, check_budget, id_list, metadata, metadata_view,
-    positive, string, strings,
+    boolean, budget_field, budget_view, cascade, check_budget, check_id, id_list, metadata,
+    metadata_view, positive, string, strings,
 };
 use super::write::commit;
 use super::{ApiError, Caller, Params, body_of, spend};
@@ -77,6 +77,25 @@ pub fn view(u: &UserRecord, spend: f64) -> Value {
 
 fn entry_view(e: &UserEntry) -> Value {
     view(&e.record, spend(&e.meter, &e.limits))
+}
+
+/// A user as `caller` may see it: memberships in teams and organisations outside the caller's
+/// scope are left out (a user shared with another organisation is that one's business).
+fn scoped_view(caller: &Caller, dir: &crate::tenancy::Directory, e: &UserEntry) -> Value {
+    let id = &caller.identity;
+    if id.sees_everything() || id.user_id() == Some(e.record.user_id.as_str()) {
+        return entry_view(e);
+    }
+    let mut record = e.record.clone();
+    record.teams.retain(|t| {
+        dir.team(t)
+            .is_some_and(|t| id.team_reach(dir, &t.record) >= Reach::Read)
+    });
+    record.organizations.retain(|m| {
+        dir.org(&m.organization_id)
+            .is_some_and(|o| id.org_reach(dir, &o) >= Reach::Read)
+    });
+    view(&record, spend(&e.meter, &e.limits))
 }
 
 pub fn change(action: &str, before: Option<&UserRecord>, after: Option<&UserRecord>) -> Change {
@@ -217,13 +236,11 @@ async fn new_user(
     let body = body_of(&app, &headers, body).await?;
     let user_id = match body.get("user_id") {
         None | Some(Value::Null) => uuid::Uuid::new_v4().to_string(),
-        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 256 => s.clone(),
-        Some(_) => {
-            return Err(ApiError::invalid(
-                "`user_id` must be a non-empty string of at most 256 bytes.",
-                "user_id",
-            ));
+        Some(Value::String(s)) => {
+            check_id(s, "user_id")?;
+            s.clone()
         }
+        Some(_) => return Err(ApiError::invalid("`user_id` must be a string.", "user_id")),
     };
     let mut user = blank_user(&user_id, &caller.label());
     apply(&mut user, &body)?;
@@ -378,9 +395,10 @@ async fn update_user(
     })
     .await?;
     let e = app.directory.user(&saved.user_id);
-    Ok(Json(
-        e.map_or_else(|| view(&saved, 0.0), |e| entry_view(&e)),
-    ))
+    Ok(Json(e.map_or_else(
+        || view(&saved, 0.0),
+        |e| scoped_view(&caller, &app.directory, &e),
+    )))
 }
 
 /// Removes a user and its memberships; its keys too when `cascade` (else 409 if it has any).
@@ -515,7 +533,7 @@ async fn info_user(
         .collect();
     Ok(Json(json!({
         "user_id": id,
-        "user_info": entry_view(&user),
+        "user_info": scoped_view(&caller, dir, &user),
         "keys": keys,
         "teams": teams,
     })))
@@ -577,7 +595,7 @@ async fn list_users(
         .iter()
         .skip((page - 1).saturating_mul(size))
         .take(size)
-        .map(|u| entry_view(u))
+        .map(|u| scoped_view(&caller, dir, u))
         .collect();
     Ok(Json(json!({
         "users": shown,

@@ -383,11 +383,31 @@ fn respond(routed: Routed, meterage: Meterage, call_id: &str, started: Instant) 
     resp
 }
 
-async fn list_models(State(app): State<AppState>, headers: HeaderMap) -> Response {
+/// The caller of a model listing, refused if its key may not use LLM routes at all.
+fn model_caller(
+    app: &AppState,
+    headers: &HeaderMap,
+    path: &str,
+) -> Result<Principal, GatewayError> {
+    let principal = app.auth.authenticate(headers).map_err(GatewayError::Auth)?;
+    if let Principal::Key(k) = &principal {
+        let dir = &app.directory;
+        let role = k
+            .record
+            .user_id
+            .as_deref()
+            .and_then(|u| dir.user(u))
+            .map(|u| u.record.user_role);
+        access::check_route(dir, k, role, RouteClass::Llm, path).map_err(GatewayError::Denied)?;
+    }
+    Ok(principal)
+}
+
+async fn list_models(State(app): State<AppState>, uri: http::Uri, headers: HeaderMap) -> Response {
     let call_id = new_call_id();
-    let principal = match app.auth.authenticate(&headers) {
+    let principal = match model_caller(&app, &headers, uri.path()) {
         Ok(p) => p,
-        Err(e) => return GatewayError::Auth(e).render(Dialect::OpenAi, &call_id),
+        Err(e) => return e.render(Dialect::OpenAi, &call_id),
     };
     let data: Vec<_> = app
         .router
@@ -411,9 +431,9 @@ async fn get_model(
             return GatewayError::invalid(r.body_text(), "model").render(Dialect::OpenAi, &call_id);
         }
     };
-    let principal = match app.auth.authenticate(&headers) {
+    let principal = match model_caller(&app, &headers, "/v1/models") {
         Ok(p) => p,
-        Err(e) => return GatewayError::Auth(e).render(Dialect::OpenAi, &call_id),
+        Err(e) => return e.render(Dialect::OpenAi, &call_id),
     };
     // A model the caller may not use is reported as absent, not as forbidden.
     if app.router.resolve(&model).is_none() || !model_visible(&app, &principal, &model) {

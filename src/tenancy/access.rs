@@ -193,7 +193,7 @@ pub fn check_route(
             DenialKind::Route,
             "key",
             &r.token,
-            format!("key_type {} does not allow {path}", r.key_type),
+            format!("key_type {} does not allow this route", r.key_type),
         ));
     }
     if !r.allowed_routes.is_empty()
@@ -206,7 +206,7 @@ pub fn check_route(
             DenialKind::Route,
             "key",
             &r.token,
-            format!("{path} is not in the key's allowed_routes"),
+            "this route is not in the key's allowed_routes".to_string(),
         ));
     }
     if let Some(role) = role
@@ -217,7 +217,7 @@ pub fn check_route(
             DenialKind::Route,
             "role",
             role.as_str(),
-            format!("role_permissions for {role} do not include {path}"),
+            format!("role_permissions for {role} do not include this route"),
         ));
     }
     Ok(())

@@ -188,6 +188,12 @@ impl Identity {
         if self.user_id() == Some(target.user_id.as_str()) {
             return Reach::Owner;
         }
+        // Proxy admins and their viewers stand above every organisation: nobody below a proxy
+        // admin may change them (or mint keys that act as them), wherever they are members.
+        let above_orgs = matches!(
+            target.user_role,
+            GlobalRole::ProxyAdmin | GlobalRole::ProxyAdminViewer
+        );
         // Every organisation the user is in, directly or through a team; a team outside any
         // organisation counts as an organisation nobody here governs.
         let mut orgs: Vec<Option<String>> = target
@@ -208,7 +214,7 @@ impl Identity {
             .count();
         // An org admin changes a user only when all of that user is inside its subtree: a
         // user shared with another organisation is that organisation's business too.
-        if governed > 0 && governed == orgs.len() {
+        if governed > 0 && governed == orgs.len() && !above_orgs {
             Reach::Manage
         } else if governed > 0 || team_admin {
             Reach::Read

@@ -282,7 +282,10 @@ async fn a_stream_cut_by_the_client_is_charged_for_what_was_delivered() {
         seen += String::from_utf8_lossy(&chunk).matches("data:").count();
     }
     drop(s); // the client leaves with most of the answer undelivered
-    assert!(up.wait_until(Duration::from_secs(10), |u| u.streams_cancelled() == 1).await);
+    assert!(
+        up.wait_until(Duration::from_secs(10), |u| u.streams_cancelled() == 1)
+            .await
+    );
 
     let charged = eventually_async(Duration::from_secs(10), || async {
         let (_, logs) = api.get(&format!("/spend/logs?api_key={key}")).await;
@@ -295,6 +298,9 @@ async fn a_stream_cut_by_the_client_is_charged_for_what_was_delivered() {
             })
     })
     .await;
-    assert!(charged, "the cut stream was not charged for what was delivered");
+    assert!(
+        charged,
+        "the cut stream was not charged for what was delivered"
+    );
     assert!(key_spend(&api, &key).await > 0.0);
 }

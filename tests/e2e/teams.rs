@@ -458,6 +458,15 @@ async fn team_admins_members_and_outsiders() {
         )
         .await;
     assert_eq!(status, 404, "{out}");
+    // Roles are the team admin's to set; members' budgets and limits come from above.
+    let (status, out) = api
+        .post_as(
+            &admin,
+            "/team/member_update",
+            json!({"team_id": "t", "user_id": "member", "role": "user"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{out}");
     let (status, out) = api
         .post_as(
             &admin,
@@ -465,7 +474,7 @@ async fn team_admins_members_and_outsiders() {
             json!({"team_id": "t", "user_id": "member", "tpm_limit": 10}),
         )
         .await;
-    assert_eq!(status, 200, "{out}");
+    assert_eq!(status, 403, "{out}");
 
     // A plain member reads but changes nothing.
     assert_eq!(api.get_as(&member, "/team/info?team_id=t").await.0, 200);

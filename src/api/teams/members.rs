@@ -3,7 +3,9 @@
 //! and the user, with both audit entries, in the same transaction.
 
 use super::{current_view, modify_team};
-use crate::api::fields::{budget_field, budget_view, check_budget, optional, required, string};
+use crate::api::fields::{
+    BUDGET_FIELDS, budget_field, budget_view, check_budget, optional, required, string,
+};
 use crate::api::write::Effects;
 use crate::api::{ApiError, Caller, body_of, spend};
 use crate::app::AppState;
@@ -285,11 +287,21 @@ pub(super) async fn member_update(
         None | Some(Value::Null) => None,
         Some(v) => Some(role_arg(v, "role")?),
     };
+    // A member's budget and limits are set from above the team: a team admin changes roles,
+    // not its own (or its members') allowance.
+    let needed = if body
+        .keys()
+        .any(|k| k == "max_budget_in_team" || BUDGET_FIELDS.contains(&k.as_str()))
+    {
+        Reach::Manage
+    } else {
+        Reach::Members
+    };
     let (saved, id) = modify_team(
         &app,
         &caller,
         team_id,
-        Reach::Members,
+        needed,
         "updated",
         move |tx, _, _, _, t| {
             let id = match &target {
