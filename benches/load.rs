@@ -16,6 +16,9 @@
 //! Installs nothing: needs `nginx` and `wrk` (Debian: `apt-get install nginx wrk`). Without them
 //! it says so and exits 0, so `cargo build --benches` and CI never depend on them.
 //!
+//! The key used is governed by everything: a user in a team in the deepest of five nested
+//! organisations, budgets and limits at every level (`PORTCULLIS_BENCH_GOVERNANCE=0`: a bare key).
+//!
 //! Knobs (environment): `PORTCULLIS_BENCH_SECS` (seconds per wrk run, default 5),
 //! `PORTCULLIS_BENCH_TTFC_N` (sequential streaming requests per side, default 2000),
 //! `NGINX`, `WRK` (tool paths), `PORTCULLIS_BIN` (another gateway binary, e.g. a profiling
@@ -763,7 +766,10 @@ http {{
         );
         r
     };
-    for level in 0..5 {
+    // `PORTCULLIS_BENCH_GOVERNANCE=0`: a bare key only, for binaries from before governance
+    // (to compare releases on the same machine in the same hour).
+    let governance = env_num("PORTCULLIS_BENCH_GOVERNANCE", 1u8) != 0;
+    for level in (0..5).filter(|_| governance) {
         let parent = match level {
             0 => String::new(),
             n => format!(r#","parent_organization_id":"org-{}""#, n - 1),
@@ -775,28 +781,37 @@ http {{
             ),
         );
     }
-    setup(
-        "/team/new",
-        format!(
-            r#"{{"team_id":"bench-team","organization_id":"org-4","models":["plain","sse"],{limits}}}"#
-        ),
-    );
-    setup(
-        "/user/new",
-        format!(
-            r#"{{"user_id":"bench-user","teams":["bench-team"],"auto_create_key":false,{limits}}}"#
-        ),
-    );
-    setup(
+    if governance {
+        setup(
+            "/team/new",
+            format!(
+                r#"{{"team_id":"bench-team","organization_id":"org-4","models":["plain","sse"],{limits}}}"#
+            ),
+        );
+        setup(
+            "/user/new",
+            format!(
+                r#"{{"user_id":"bench-user","teams":["bench-team"],"auto_create_key":false,{limits}}}"#
+            ),
+        );
+        setup(
         "/team/member_update",
         r#"{"team_id":"bench-team","user_id":"bench-user","max_budget_in_team":1000000,"rpm_limit":100000000}"#.to_string(),
     );
-    let r = setup(
-        "/key/generate",
-        format!(
-            r#"{{"models":["plain","sse"],"key_alias":"load-bench","user_id":"bench-user","team_id":"bench-team",{limits}}}"#
-        ),
-    );
+    }
+    let r = if governance {
+        setup(
+            "/key/generate",
+            format!(
+                r#"{{"models":["plain","sse"],"key_alias":"load-bench","user_id":"bench-user","team_id":"bench-team",{limits}}}"#
+            ),
+        )
+    } else {
+        setup(
+            "/key/generate",
+            r#"{"models":["plain","sse"],"key_alias":"load-bench"}"#.to_string(),
+        )
+    };
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     let key = v["key"].as_str().unwrap().to_string();
 

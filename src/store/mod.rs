@@ -33,6 +33,9 @@ pub use tenancy::{
 /// The schema this binary writes. A file with a higher number was written by a newer release.
 pub const SCHEMA_VERSION: u32 = 2;
 const FORMAT_MARKER: &[u8] = b"portcullis";
+/// redb's page cache. Its default (1 GiB) grows the process with every spend log page ever
+/// written; nothing on the request path reads the file, and the OS caches it anyway.
+const CACHE_BYTES: usize = 8 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -116,7 +119,10 @@ impl Store {
         if std::fs::metadata(path).is_ok_and(|m| m.len() > 0) {
             inspect_read_only(path)?;
         }
-        let db = Database::create(path).map_err(|e| open_err(e.to_string()))?;
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|e| open_err(e.to_string()))?;
         let txn = db.begin_write()?;
         {
             let mut meta = txn.open_table(tables::META)?;

@@ -517,3 +517,81 @@ async fn nobody_gains_power_through_someone_else_s_key_or_their_own() {
         "{info}"
     );
 }
+
+/// Model rules from config and from every level: `role_permissions`, access groups,
+/// `no-default-models` and `all-team-models`.
+#[tokio::test]
+async fn role_permissions_access_groups_and_special_model_names() {
+    let config = r#"
+model_list:
+  - model_name: "mock/*"
+    litellm_params:
+      model: "mock/*"
+  - model_name: beta-model
+    litellm_params:
+      model: mock/beta
+    model_info:
+      access_groups: ["beta"]
+general_settings:
+  role_permissions:
+    - role: internal_user_viewer
+      models: ["mock/allowed", "beta-model"]
+      routes: ["llm_api_routes", "/key/info"]
+"#;
+    let api = Api::on(crate::harness::Options::new().config(config).start());
+    // A role narrowed by role_permissions: other models and routes are refused at "role".
+    let (_, viewer) = api
+        .post(
+            "/user/new",
+            json!({"user_id": "v", "user_role": "internal_user_viewer"}),
+        )
+        .await;
+    let vk = viewer["key"].as_str().unwrap().to_string();
+    assert_eq!(chat(&api, &vk, "mock/allowed").await, 200);
+    assert_eq!(chat(&api, &vk, "mock/other").await, 403);
+    let (s, _) = api.get_as(&vk, "/user/info").await;
+    assert_eq!(s, 403, "/user/info is not in the role's routes");
+    let (s, out) = api
+        .post("/access/explain", json!({"key": vk, "model": "mock/other"}))
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(out["decided_by"]["level"], "role", "{out}");
+
+    // An access group grants its models.
+    let beta = api.generate(json!({"models": ["beta"]})).await["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(chat(&api, &beta, "beta-model").await, 200);
+    assert_eq!(chat(&api, &beta, "mock/x").await, 403);
+
+    // no-default-models: nothing outside the user's teams; all-team-models: the team's list.
+    api.team_with("tm", &["nd"]).await;
+    let (s, _) = api
+        .post(
+            "/user/update",
+            json!({"user_id": "nd", "models": ["no-default-models"]}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, _) = api
+        .post(
+            "/team/update",
+            json!({"team_id": "tm", "models": ["mock/team-only"]}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let personal = api.generate(json!({"user_id": "nd"})).await["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(chat(&api, &personal, "mock/team-only").await, 403);
+    let team_key = api
+        .generate(json!({"user_id": "nd", "team_id": "tm", "models": ["all-team-models"]}))
+        .await["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(chat(&api, &team_key, "mock/team-only").await, 200);
+    assert_eq!(chat(&api, &team_key, "mock/elsewhere").await, 403);
+}
