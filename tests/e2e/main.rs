@@ -11,6 +11,8 @@ mod harness;
 mod keys;
 mod lifecycle;
 mod llm_support;
+mod metrics;
+mod operations;
 mod orgs;
 mod routing;
 mod smoke;
