@@ -21,10 +21,13 @@ pub struct Inner {
     /// Spend log rows on their way to the batched writer.
     pub spend: crate::limits::SpendQueue,
     pub store: Store,
-    pub router: Router,
+    /// Swapped whole when SIGHUP reloads `model_list` / `router_settings`.
+    router: arc_swap::ArcSwap<Router>,
     /// Upstream pool for requests that arrive without their worker's own.
     pub upstream: crate::providers::HttpClient,
     pub body_limits: crate::request::BodyLimits,
+    /// Prometheus series and their lock-free recording handles (`GET /metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Held across an administrative write and the cache update that follows it, so two
     /// concurrent edits cannot land in the cache in the opposite order of their commits.
     pub admin_writes: std::sync::Mutex<()>,
@@ -42,6 +45,8 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
+    // One argument per shared service: built in one place, by the server.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         auth: Authenticator,
         directory: Arc<crate::tenancy::Directory>,
@@ -50,18 +55,30 @@ impl AppState {
         router: Router,
         upstream: crate::providers::HttpClient,
         body_limits: crate::request::BodyLimits,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Self {
         AppState(Arc::new(Inner {
             auth,
             directory,
             spend,
             store,
-            router,
+            router: arc_swap::ArcSwap::from_pointee(router),
             upstream,
             body_limits,
+            metrics,
             admin_writes: std::sync::Mutex::new(()),
             phase: AtomicU8::new(Phase::Starting as u8),
         }))
+    }
+
+    /// The routing table in force (requests keep the one they started with).
+    pub fn router(&self) -> Arc<Router> {
+        self.router.load_full()
+    }
+
+    /// Puts a new routing table in force for the requests that start from now on.
+    pub fn replace_router(&self, router: Router) {
+        self.router.store(Arc::new(router));
     }
 
     pub fn phase(&self) -> Phase {

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod config;
 pub mod gateway;
 pub mod limits;
+pub mod metrics;
 pub mod providers;
 pub mod request;
 pub mod roles;

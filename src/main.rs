@@ -44,6 +44,10 @@ enum Command {
         /// Write {"addr", "pid", "tls"} here once accepting connections.
         #[arg(long, env = "PORTCULLIS_READY_FILE")]
         ready_file: Option<PathBuf>,
+        /// Log lines as text for people or as JSON objects (default: human on a terminal,
+        /// JSON otherwise).
+        #[arg(long, env = "PORTCULLIS_LOG_FORMAT", value_enum)]
+        log_format: Option<LogFormat>,
     },
     /// Validate a config file: exit 0 if it is usable, 64 with each problem's YAML path if not.
     CheckConfig {
@@ -54,18 +58,65 @@ enum Command {
         )]
         config: PathBuf,
     },
+    /// Write a consistent backup of the data file, also while a server is serving from it.
+    Backup {
+        #[arg(long, env = "PORTCULLIS_DATA_DIR", default_value = "./portcullis-data")]
+        data_dir: PathBuf,
+        /// The backup file (replaced atomically if it exists).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Restore a backup into a data directory whose server is stopped.
+    Restore {
+        /// A file written by `portcullis backup`.
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long, env = "PORTCULLIS_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Replace an existing data file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check the data file read-only (redb integrity, every record, the audit hash chain):
+    /// exit 0 if intact, 1 if damaged, 64 if there is no data file.
+    Verify {
+        #[arg(long, env = "PORTCULLIS_DATA_DIR", default_value = "./portcullis-data")]
+        data_dir: PathBuf,
+    },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
 }
 
-fn init_logs() {
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+/// Logs go to stderr, filtered by `PORTCULLIS_LOG`: readable text on a terminal, one JSON
+/// object per line elsewhere (journald, files, `docker logs`), unless `format` says otherwise.
+fn init_logs(format: Option<LogFormat>) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colour only on a terminal: escape codes in files, journald or `docker logs` break grep.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let format = format.unwrap_or(if terminal {
+        LogFormat::Human
+    } else {
+        LogFormat::Json
+    });
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        // Colour only on a terminal: escape codes in files, journald or `docker logs` break grep.
+        LogFormat::Human => logs.with_ansi(terminal).init(),
+        // Event fields stay under `fields`: an event field named `level` must not collide
+        // with the line's own.
+        LogFormat::Json => logs.json().with_ansi(false).init(),
+    }
 }
 
 fn check_config(path: &PathBuf, env: &HashMap<String, String>) -> ExitCode {
@@ -102,6 +153,16 @@ fn main() -> ExitCode {
     let env: HashMap<String, String> = std::env::vars().collect();
     match cli.command {
         Command::CheckConfig { config } => check_config(&config, &env),
+        Command::Backup { data_dir, out } => backup(&data_dir, &out),
+        Command::Restore {
+            from,
+            data_dir,
+            force,
+        } => restore(&from, &data_dir, force),
+        Command::Verify { data_dir }
+        | Command::Audit {
+            command: AuditCommand::Verify { data_dir },
+        } => verify(&data_dir),
         Command::Serve {
             config,
             data_dir,
@@ -109,8 +170,9 @@ fn main() -> ExitCode {
             ssl_certfile,
             ssl_keyfile,
             ready_file,
+            log_format,
         } => {
-            init_logs();
+            init_logs(log_format);
             let tls = match (ssl_certfile, ssl_keyfile) {
                 (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
                 _ => None,
@@ -144,6 +206,67 @@ fn main() -> ExitCode {
                     }
                 }
             }
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// The same checks as `portcullis verify`, the audit hash chain among them.
+    Verify {
+        #[arg(long, env = "PORTCULLIS_DATA_DIR", default_value = "./portcullis-data")]
+        data_dir: PathBuf,
+    },
+}
+
+fn backup(data_dir: &std::path::Path, out: &std::path::Path) -> ExitCode {
+    match portcullis::store::backup::backup(data_dir, out) {
+        Ok(r) => {
+            println!("{r}");
+            if !r.contents.ok() {
+                eprintln!("warning: the data file was backed up as it is, and it is damaged:");
+                eprintln!("{}", r.contents);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("portcullis backup: {e}");
+            ExitCode::from(e.exit_status())
+        }
+    }
+}
+
+fn restore(from: &std::path::Path, data_dir: &std::path::Path, force: bool) -> ExitCode {
+    match portcullis::store::backup::restore(from, data_dir, force) {
+        Ok(r) => {
+            println!("{r}");
+            if !r.contents.ok() {
+                eprintln!("warning: the restored data is damaged:");
+                eprintln!("{}", r.contents);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("portcullis restore: {e}");
+            ExitCode::from(e.exit_status())
+        }
+    }
+}
+
+fn verify(data_dir: &std::path::Path) -> ExitCode {
+    let path = data_dir.join(portcullis::store::backup::DATA_FILE);
+    match portcullis::store::verify::verify_file(&path) {
+        Ok(report) => {
+            println!("{report}");
+            if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("portcullis verify: {e}");
+            ExitCode::from(e.exit_status())
         }
     }
 }

@@ -353,7 +353,7 @@ fn explain_model(out: &mut Explanation, app: &AppState, chain: &Chain, model: &s
 }
 
 fn model_exists(out: &mut Explanation, app: &AppState, model: &str) -> bool {
-    if app.router.resolve(model).is_some() {
+    if app.router().resolve(model).is_some() {
         out.pass(
             "proxy",
             model,

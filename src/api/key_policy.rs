@@ -74,7 +74,17 @@ pub fn check(
         if !visible {
             return Err(ApiError::NotFound(format!("Organization {org} not found.")));
         }
-        if !admin && !id.governs_org(dir, org) {
+        // Attaching a key to an organisation puts it under that organisation's policies: its
+        // admins may do it, and so may the key's owner for an organisation it is a member of.
+        let owner_member = owner.as_ref().is_some_and(|o| {
+            id.user_id() == Some(o.record.user_id.as_str())
+                && o.record
+                    .organizations
+                    .iter()
+                    .any(|m| m.organization_id == org)
+        });
+        let changed = before.is_none_or(|b| b.organization_id.as_deref() != Some(org));
+        if changed && !admin && !owner_member && !id.governs_org(dir, org) {
             return Err(ApiError::Forbidden(
                 "Only an admin of the organization may attach keys to it.".into(),
             ));
@@ -161,9 +171,9 @@ pub fn check(
     // lifetime, and may not lift a block someone above it placed.
     if !authority && let Some(before) = before {
         narrows(before, after)?;
-        if before.blocked != after.blocked {
+        if before.blocked && !after.blocked {
             return Err(ApiError::Forbidden(
-                "Only an admin above the key may block or unblock it.".into(),
+                "Only an admin above the key may unblock it.".into(),
             ));
         }
     }

@@ -74,16 +74,20 @@ fn audit_view(r: &KeyRecord) -> String {
     v.to_string()
 }
 
-/// The key's current-period spend, from its live meter.
-pub(super) fn spend_of(app: &AppState, r: &KeyRecord) -> f64 {
-    app.directory
+/// A key as the API shows it, with its live meter: current-period spend and, under a
+/// `budget_duration`, when that period ends.
+pub(super) fn live_view(app: &AppState, r: &KeyRecord) -> Value {
+    let meter = app
+        .directory
         .ledger()
-        .meter(&crate::limits::Subject::Key(r.key_id.clone()))
-        .snapshot(
-            &crate::tenancy::limits_of(&r.budget),
-            crate::types::now_ms(),
-        )
-        .spend
+        .meter(&crate::limits::Subject::Key(r.key_id.clone()));
+    let snap = meter.snapshot(
+        &crate::tenancy::limits_of(&r.budget),
+        crate::types::now_ms(),
+    );
+    let mut out = view(r, snap.spend);
+    out["budget_reset_at"] = json!(snap.budget_reset_at_ms.map(crate::types::ms_to_rfc3339));
+    out
 }
 
 pub(super) fn change(
@@ -167,6 +171,29 @@ async fn generate(
         caller.identity.user_id().map(str::to_string),
     );
     apply(&mut record, &body)?;
+    // A personal key is governed by its owner's organisation: without a team or an explicit
+    // `organization_id`, it takes the owner's one organisation (several: the caller must say).
+    if record.team_id.is_none()
+        && !body.contains_key("organization_id")
+        && let Some(owner) = record
+            .user_id
+            .as_deref()
+            .and_then(|u| app.directory.user(u))
+    {
+        match owner.record.organizations.as_slice() {
+            [] => {}
+            [only] => record.organization_id = Some(only.organization_id.clone()),
+            _ => {
+                return Err(ApiError::invalid(
+                    format!(
+                        "User {} belongs to several organizations: name the key's `organization_id` (or its `team_id`).",
+                        owner.record.user_id
+                    ),
+                    "organization_id",
+                ));
+            }
+        }
+    }
     let auth_app = app.clone();
     let candidate = secret.clone();
     let who = caller.clone();
@@ -208,7 +235,7 @@ async fn update(
         apply(k, &body)
     })
     .await?;
-    Ok(Json(view(&saved, spend_of(&app, &saved))))
+    Ok(Json(live_view(&app, &saved)))
 }
 
 /// Reads a key, edits it, and writes it back with its audit entry, in one transaction. The
@@ -347,9 +374,9 @@ async fn info(
     )?;
     // `key` is the token even when the secret was given: a secret is shown once, at creation,
     // and never again (answers end up in logs, UIs and proxies).
-    let spend = spend_of(&app, &record);
+
     Ok(Json(
-        json!({"key": record.token, "info": view(&record, spend)}),
+        json!({"key": record.token, "info": live_view(&app, &record)}),
     ))
 }
 
@@ -405,7 +432,7 @@ async fn list(
         .take(size)
         .map(|k| {
             if full {
-                view(k, spend_of(&app, k))
+                live_view(&app, k)
             } else {
                 Value::String(k.token.clone())
             }
@@ -522,7 +549,7 @@ async fn regenerate(
         Ok(after)
     })
     .await?;
-    let mut out = view(&saved, spend_of(&app, &saved));
+    let mut out = live_view(&app, &saved);
     out["key"] = Value::String(new_secret);
     Ok(Json(out))
 }
@@ -537,12 +564,18 @@ async fn set_blocked(
     let body = body_of(&app, &headers, body).await?;
     let token = key_arg(&body)?;
     let action = if blocked { "blocked" } else { "unblocked" };
-    let saved = modify_key(&app, &caller, token, action, Reach::Members, move |k| {
+    // Blocking narrows, so a key's owner may do it; unblocking needs someone above the key.
+    let needed = if blocked {
+        Reach::Owner
+    } else {
+        Reach::Members
+    };
+    let saved = modify_key(&app, &caller, token, action, needed, move |k| {
         k.blocked = blocked;
         Ok(())
     })
     .await?;
-    Ok(Json(view(&saved, spend_of(&app, &saved))))
+    Ok(Json(live_view(&app, &saved)))
 }
 
 async fn block(

@@ -290,9 +290,21 @@ async fn update_org(
     let saved = commit(&app, &caller, move |tx, fx| {
         let dir = &dir_app.directory;
         let entry = visible(dir, &who, &id)?;
+        // Budgets, models and the parent are set from above; an org admin may rename and
+        // annotate its own organisation.
+        let cosmetic = body.keys().all(|k| {
+            matches!(
+                k.as_str(),
+                "organization_id" | "organization_alias" | "metadata"
+            )
+        });
         who.need(
             who.identity.org_reach(dir, &entry),
-            Reach::Manage,
+            if cosmetic {
+                Reach::Members
+            } else {
+                Reach::Manage
+            },
             "Organization",
         )?;
         let before = tx
@@ -543,7 +555,8 @@ fn node(
     json!({
         "organization_id": id,
         "organization_alias": o.record.organization_alias,
-        "parent_organization_id": o.record.parent_id,
+        // A parent outside the caller's view is not named.
+        "parent_organization_id": o.record.parent_id.as_deref().filter(|p| by_id.contains_key(p)),
         "spend": spend(&o.meter, &o.limits),
         "max_budget": o.record.budget.max_budget,
         "children": kids,

@@ -406,7 +406,7 @@ async fn info_team(
         .iter()
         .filter(|k| k.team_id.as_deref() == Some(id.as_str()))
         .filter(|k| caller.identity.key_reach(dir, k) >= Reach::Read)
-        .map(|k| super::key_fields::view(k, super::keys::spend_of(&app, k)))
+        .map(|k| super::keys::live_view(&app, k))
         .collect();
     let memberships: Vec<Value> = team
         .record

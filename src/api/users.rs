@@ -332,7 +332,15 @@ async fn new_user(
                 request_id: who.origin.request_id.clone(),
                 detail: format!("no randomness: {e}"),
             })?;
-            let key = super::keys::new_record(&secret, &who.label(), Some(user.user_id.clone()));
+            let mut key =
+                super::keys::new_record(&secret, &who.label(), Some(user.user_id.clone()));
+            // The first key lives where the user was put: its one team, or else its one
+            // organisation, so that team's or organisation's policies govern it.
+            match (user.teams.as_slice(), user.organizations.as_slice()) {
+                ([team], _) => key.team_id = Some(team.clone()),
+                ([], [org]) => key.organization_id = Some(org.organization_id.clone()),
+                _ => {}
+            }
             tx.put_key(&key)?;
             tx.audit(super::keys::change("created", None, Some(&key), &key.token));
             fx.keys.push(key);
@@ -529,7 +537,7 @@ async fn info_user(
         .iter()
         .filter(|k| k.user_id.as_deref() == Some(id.as_str()))
         .filter(|k| caller.identity.key_reach(dir, k) >= Reach::Read)
-        .map(|k| super::key_fields::view(k, super::keys::spend_of(&app, k)))
+        .map(|k| super::keys::live_view(&app, k))
         .collect();
     Ok(Json(json!({
         "user_id": id,

@@ -82,6 +82,38 @@ pub struct RouterSettings {
     pub cooldown: Duration,
 }
 
+/// Who may read `GET /metrics` (`general_settings.metrics_auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsAuth {
+    /// Anyone who can reach the port (LiteLLM's behaviour).
+    None,
+    /// Only the master key.
+    MasterKey,
+    /// The master key, or a key of a `proxy_admin` or `proxy_admin_viewer` user.
+    Admin,
+}
+
+impl MetricsAuth {
+    pub fn parse(text: &str) -> Option<MetricsAuth> {
+        match text {
+            "none" => Some(MetricsAuth::None),
+            "master_key" => Some(MetricsAuth::MasterKey),
+            "admin" => Some(MetricsAuth::Admin),
+            _ => None,
+        }
+    }
+
+    /// The policy when the config sets none (`auto`): open on a loopback address, where only
+    /// this machine can scrape; admin-only anywhere else.
+    pub fn default_for(loopback: bool) -> MetricsAuth {
+        if loopback {
+            MetricsAuth::None
+        } else {
+            MetricsAuth::Admin
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
     pub cert: std::path::PathBuf,
@@ -100,6 +132,8 @@ pub struct Config {
     pub idle_timeout: Duration,
     pub role_permissions: Vec<RolePermission>,
     pub spend_flush_interval: Duration,
+    /// `None` (`auto`): decided by the listen address, see [`MetricsAuth::default_for`].
+    pub metrics_auth: Option<MetricsAuth>,
 }
 
 /// What one proxy-wide role may use: models (empty: no narrowing) and routes (empty: no

@@ -85,6 +85,8 @@ pub struct RawGeneralSettings {
     pub role_permissions: Vec<RawRolePermission>,
     /// Seconds between flushes of spend counters and spend logs to disk.
     pub spend_flush_interval: Option<f64>,
+    /// Who may read `/metrics`: `auto`, `none`, `master_key` or `admin`.
+    pub metrics_auth: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

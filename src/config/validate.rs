@@ -2,7 +2,7 @@
 
 use super::raw::{RawConfig, RawModel};
 use super::{
-    Config, Deployment, Loaded, Problem, ProviderKind, RolePermission, RouterSettings,
+    Config, Deployment, Loaded, MetricsAuth, Problem, ProviderKind, RolePermission, RouterSettings,
     RoutingStrategy, TlsFiles,
 };
 use crate::roles::GlobalRole;
@@ -481,12 +481,26 @@ fn validate(raw: RawConfig, warnings: Vec<Problem>) -> Loaded {
             "must be more than 0 and at most 300 seconds",
         ));
     }
+    let metrics_auth = match g.metrics_auth.as_deref() {
+        None | Some("auto") => None,
+        Some(text) => {
+            let parsed = MetricsAuth::parse(text);
+            if parsed.is_none() {
+                errors.push(problem(
+                    "general_settings.metrics_auth",
+                    format!("unknown value `{text}`; use one of auto, none, master_key, admin"),
+                ));
+            }
+            parsed
+        }
+    };
 
     if !errors.is_empty() {
         return Err(errors);
     }
     Ok((
         Config {
+            metrics_auth,
             role_permissions,
             spend_flush_interval,
             deployments,
@@ -526,6 +540,20 @@ mod tests {
                 .iter()
                 .any(|d| d.provider == ProviderKind::Mock)
         );
+    }
+
+    #[test]
+    fn metrics_auth_values() {
+        let with = |v: &str| format!("general_settings:\n  metrics_auth: {v}\n");
+        let parsed = |v: &str| load(&with(v), &env()).map(|(c, _)| c.metrics_auth);
+        assert_eq!(load("", &env()).map(|(c, _)| c.metrics_auth), Ok(None));
+        assert_eq!(parsed("auto"), Ok(None));
+        assert_eq!(parsed("none"), Ok(Some(MetricsAuth::None)));
+        assert_eq!(parsed("master_key"), Ok(Some(MetricsAuth::MasterKey)));
+        assert_eq!(parsed("admin"), Ok(Some(MetricsAuth::Admin)));
+        let errs = parsed("everyone").err().unwrap_or_default();
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].path, "general_settings.metrics_auth");
     }
 
     #[test]

@@ -144,6 +144,35 @@ impl GatewayError {
         }
     }
 
+    /// Counts the refusals the metrics break down: credentials, access rules, limits.
+    pub fn observe(&self, metrics: &crate::metrics::Metrics) {
+        match self {
+            GatewayError::Auth(e) => metrics.auth_failed(e.code()),
+            GatewayError::Denied(d) => metrics.access_denied(
+                d.level,
+                match d.kind {
+                    DenialKind::Blocked => "blocked",
+                    DenialKind::Model => "model",
+                    DenialKind::Route => "route",
+                },
+            ),
+            GatewayError::Limited(r) => metrics.limit_rejected(
+                r.level,
+                match r.kind {
+                    RefusalKind::Budget { .. } => "budget",
+                    RefusalKind::Rpm { .. } => "rpm",
+                    RefusalKind::Tpm { .. } => "tpm",
+                    RefusalKind::Parallel { .. } => "parallel",
+                },
+            ),
+            GatewayError::Body(_)
+            | GatewayError::Invalid { .. }
+            | GatewayError::UnknownModel { .. }
+            | GatewayError::NoDeployments { .. }
+            | GatewayError::Upstream(_) => {}
+        }
+    }
+
     pub fn render(self, dialect: Dialect, call_id: &str) -> Response {
         let status = self.status();
         if let GatewayError::Upstream(

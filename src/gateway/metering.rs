@@ -3,6 +3,7 @@
 //! queued for the batched writer. Nothing here touches the disk.
 
 use crate::limits::{Admission, SpendQueue, pricing};
+use crate::metrics::ModelMetrics;
 use crate::providers::{ByteStream, Usage, UsageSlot};
 use crate::router::Member;
 use crate::store::usage::SpendLogRow;
@@ -11,10 +12,14 @@ use futures_util::Stream;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 /// Everything needed to charge one call when it ends.
 pub struct Meterage {
     pub admission: Option<Admission>,
+    /// The model group's metrics, and when the request arrived.
+    pub model: Arc<ModelMetrics>,
+    pub started: Instant,
     pub queue: SpendQueue,
     pub row: SpendLogRow,
     /// Prompt tokens guessed from the request size, for a stream cut before its usage came.
@@ -45,6 +50,8 @@ impl Meterage {
                 d.output_cost_per_token,
                 &d.upstream_model,
             );
+            self.model
+                .usage(row.prompt_tokens, row.completion_tokens, row.spend);
         }
         if let Some(admission) = self.admission.take() {
             if row.status == "success" {
@@ -73,6 +80,7 @@ pub fn metered(
         inner,
         pending: Some((meterage, usage, deployment)),
         delivered: 0,
+        first: true,
     })
 }
 
@@ -80,12 +88,15 @@ struct Metered {
     inner: ByteStream,
     pending: Option<(Meterage, UsageSlot, Arc<Member>)>,
     delivered: u64,
+    /// No chunk has been seen yet (time to first token not recorded).
+    first: bool,
 }
 
 impl Metered {
     fn charge(&mut self) {
         if let Some((m, slot, deployment)) = self.pending.take() {
             let usage = slot.lock().ok().and_then(|u| *u);
+            m.model.duration(m.started.elapsed());
             m.finish(Some(&deployment), usage, self.delivered);
         }
     }
@@ -100,6 +111,12 @@ impl Stream for Metered {
             Poll::Ready(Some(Ok(chunk))) => {
                 // An SSE event per `data:` line: a fair count of delivered tokens.
                 self.delivered += memchr_count(chunk, b"data:");
+                if self.first {
+                    self.first = false;
+                    if let Some((m, ..)) = &self.pending {
+                        m.model.first_token(m.started.elapsed());
+                    }
+                }
             }
             Poll::Ready(None) => self.charge(),
             _ => {}

@@ -12,6 +12,7 @@ pub use error::GatewayError;
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::limits::{Admission, pricing};
+use crate::metrics::{Metrics, ModelMetrics};
 use crate::providers::{Dialect, HttpClient, Operation, Reply};
 use crate::store::usage::SpendLogRow;
 use crate::tenancy::access::{self, RouteClass};
@@ -29,41 +30,93 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde_json::json;
+use std::sync::Arc;
 use std::time::Instant;
 
-pub fn routes() -> Router<AppState> {
+/// The LLM call routes: template, operation, dialect, and whether the model is named in the
+/// path (Azure-style). A route's index here is how the metrics name it.
+const LLM: [(&str, Operation, Dialect, bool); 10] = {
     use Dialect::{Anthropic, OpenAi};
     use Operation::{Chat, Completion, Embedding};
-    Router::new()
-        .route("/v1/chat/completions", llm(Chat, OpenAi))
-        .route("/chat/completions", llm(Chat, OpenAi))
-        .route("/v1/completions", llm(Completion, OpenAi))
-        .route("/completions", llm(Completion, OpenAi))
-        .route("/v1/embeddings", llm(Embedding, OpenAi))
-        .route("/embeddings", llm(Embedding, OpenAi))
-        .route("/v1/messages", llm(Chat, Anthropic))
+    [
+        ("/v1/chat/completions", Chat, OpenAi, false),
+        ("/chat/completions", Chat, OpenAi, false),
+        ("/v1/completions", Completion, OpenAi, false),
+        ("/completions", Completion, OpenAi, false),
+        ("/v1/embeddings", Embedding, OpenAi, false),
+        ("/embeddings", Embedding, OpenAi, false),
+        ("/v1/messages", Chat, Anthropic, false),
+        (
+            "/openai/deployments/{model}/chat/completions",
+            Chat,
+            OpenAi,
+            true,
+        ),
+        (
+            "/openai/deployments/{model}/completions",
+            Completion,
+            OpenAi,
+            true,
+        ),
+        (
+            "/openai/deployments/{model}/embeddings",
+            Embedding,
+            OpenAi,
+            true,
+        ),
+    ]
+};
+
+/// The templates of the LLM call routes, in the order the metrics number them.
+pub const LLM_ROUTES: [&str; LLM.len()] = {
+    let mut out = [""; LLM.len()];
+    let mut i = 0;
+    while i < LLM.len() {
+        out[i] = LLM[i].0;
+        i += 1;
+    }
+    out
+};
+
+pub fn routes() -> Router<AppState> {
+    let mut router = Router::new()
         .route("/v1/models", get(list_models))
         .route("/models", get(list_models))
         .route("/v1/models/{*model}", get(get_model))
-        .route("/models/{*model}", get(get_model))
-        .route("/openai/deployments/{model}/chat/completions", azure(Chat))
-        .route("/openai/deployments/{model}/completions", azure(Completion))
-        .route("/openai/deployments/{model}/embeddings", azure(Embedding))
+        .route("/models/{*model}", get(get_model));
+    for (i, (path, op, dialect, in_path)) in LLM.into_iter().enumerate() {
+        router = router.route(
+            path,
+            if in_path {
+                azure(i, op)
+            } else {
+                llm(i, op, dialect)
+            },
+        );
+    }
+    router
 }
 
 /// A POST route for one operation in one dialect.
-fn llm(op: Operation, dialect: Dialect) -> MethodRouter<AppState> {
+fn llm(route: usize, op: Operation, dialect: Dialect) -> MethodRouter<AppState> {
     post(
         move |State(app): State<AppState>,
               client: Client,
               uri: http::Uri,
               headers: HeaderMap,
-              body: Body| { serve(app, client, uri, headers, body, op, dialect, None) },
+              body: Body| {
+            let call = Route {
+                index: route,
+                op,
+                dialect,
+            };
+            serve(app, client, uri, headers, body, call, None)
+        },
     )
 }
 
 /// An Azure-style route: the model is the deployment named in the path.
-fn azure(op: Operation) -> MethodRouter<AppState> {
+fn azure(route: usize, op: Operation) -> MethodRouter<AppState> {
     post(
         move |State(app): State<AppState>,
               model: Result<Path<String>, PathRejection>,
@@ -72,34 +125,39 @@ fn azure(op: Operation) -> MethodRouter<AppState> {
               headers: HeaderMap,
               body: Body| {
             let model = model.map(|Path(m)| m).map_err(|r| r.body_text());
-            serve(
-                app,
-                client,
-                uri,
-                headers,
-                body,
+            let call = Route {
+                index: route,
                 op,
-                Dialect::OpenAi,
-                Some(model),
-            )
+                dialect: Dialect::OpenAi,
+            };
+            serve(app, client, uri, headers, body, call, Some(model))
         },
     )
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Which LLM route a call came in on.
+#[derive(Clone, Copy)]
+struct Route {
+    /// Index into [`LLM_ROUTES`].
+    index: usize,
+    op: Operation,
+    dialect: Dialect,
+}
+
 async fn serve(
     app: AppState,
     client: Client,
     uri: http::Uri,
     headers: HeaderMap,
     body: Body,
-    op: Operation,
-    dialect: Dialect,
+    on: Route,
     path_model: Option<Result<String, String>>,
 ) -> Response {
     let started = Instant::now();
+    let (op, dialect) = (on.op, on.dialect);
     let call_id = new_call_id();
     let mut failed_at: Option<(String, u32)> = None;
+    let mut observed: Option<Arc<ModelMetrics>> = None;
     let client = client.as_ref().map_or(&app.upstream, |Extension(c)| c);
     let call = Incoming {
         path: uri.path(),
@@ -107,11 +165,35 @@ async fn serve(
         op,
         dialect,
         call_id: &call_id,
+        started,
     };
-    match route(&app, client, &call, body, path_model, &mut failed_at).await {
-        Ok((routed, meterage)) => respond(routed, meterage, &call_id, started),
+    let routed = route(
+        &app,
+        client,
+        &call,
+        body,
+        path_model,
+        &mut failed_at,
+        &mut observed,
+    )
+    .await;
+    let model = observed.as_deref().unwrap_or(app.metrics.unknown());
+    match routed {
+        Ok((routed, meterage)) => {
+            // A stream's duration is recorded when it ends, by the metering wrapper.
+            let stream = matches!(routed.reply, Reply::Stream { .. });
+            let resp = respond(routed, meterage, &call_id, started, &app.metrics);
+            model.request(on.index, resp.status().as_u16());
+            if !stream {
+                model.duration(started.elapsed());
+            }
+            resp
+        }
         Err(e) => {
+            e.observe(&app.metrics);
             let mut resp = e.render(dialect, &call_id);
+            model.request(on.index, resp.status().as_u16());
+            model.duration(started.elapsed());
             // Which deployment failed last, and how far the fallbacks went: what an operator
             // needs to read a failure.
             if let Some((deployment_id, fallbacks)) = failed_at {
@@ -136,6 +218,7 @@ struct Incoming<'a> {
     op: Operation,
     dialect: Dialect,
     call_id: &'a str,
+    started: Instant,
 }
 
 fn call_type(op: Operation, dialect: Dialect) -> &'static str {
@@ -167,6 +250,7 @@ async fn route(
     body: Body,
     path_model: Option<Result<String, String>>,
     failed_at: &mut Option<(String, u32)>,
+    observed: &mut Option<Arc<ModelMetrics>>,
 ) -> Result<(Routed, Meterage), GatewayError> {
     let (headers, op, dialect) = (call.headers, call.op, call.dialect);
     let principal = app.auth.authenticate(headers).map_err(GatewayError::Auth)?;
@@ -180,6 +264,14 @@ async fn route(
         body.insert("model".into(), serde_json::Value::String(m));
     }
     let model = validate::request(op, dialect, &body)?.to_string();
+    // Resolved before the access checks only so that a refusal is counted under its model
+    // group; an unknown model is still reported after them, as before.
+    // One routing table for the whole call, even if SIGHUP swaps it meanwhile.
+    let router = app.router();
+    let target = router.resolve(&model);
+    if let Some(t) = &target {
+        *observed = Some(app.metrics.model(&t.group.name).clone());
+    }
     let end_user = end_user(&body, headers);
     let dir = &app.directory;
     let chain = match &principal {
@@ -198,12 +290,9 @@ async fn route(
             Some(chain)
         }
     };
-    let target = app
-        .router
-        .resolve(&model)
-        .ok_or(GatewayError::UnknownModel {
-            model: model.clone(),
-        })?;
+    let target = target.ok_or(GatewayError::UnknownModel {
+        model: model.clone(),
+    })?;
     let stream = body
         .get("stream")
         .and_then(serde_json::Value::as_bool)
@@ -223,6 +312,10 @@ async fn route(
     let key = chain.as_ref().map(|c| &c.key.record);
     let meterage = Meterage {
         admission,
+        model: observed
+            .clone()
+            .unwrap_or_else(|| app.metrics.unknown().clone()),
+        started: call.started,
         queue: app.spend.clone(),
         row: SpendLogRow {
             request_id: call.call_id.to_string(),
@@ -248,8 +341,7 @@ async fn route(
         None => true,
         Some(c) => access::check_model(dir, c, name).is_ok(),
     };
-    let routed = app
-        .router
+    let routed = router
         .execute(RouteCall {
             client,
             target: &target,
@@ -321,8 +413,15 @@ const FALLBACKS: HeaderName = HeaderName::from_static("x-litellm-attempted-fallb
 const RETRIES: HeaderName = HeaderName::from_static("x-litellm-attempted-retries");
 const OVERHEAD: HeaderName = HeaderName::from_static("x-litellm-overhead-duration-ms");
 
-fn respond(routed: Routed, meterage: Meterage, call_id: &str, started: Instant) -> Response {
+fn respond(
+    routed: Routed,
+    meterage: Meterage,
+    call_id: &str,
+    started: Instant,
+    metrics: &Metrics,
+) -> Response {
     let overhead = started.elapsed().saturating_sub(routed.upstream_time);
+    metrics.overhead(overhead);
     let rate = meterage.admission.as_ref().map(Admission::headers);
     let mut resp = match routed.reply {
         Reply::Json { body, usage } => {
@@ -389,18 +488,28 @@ fn model_caller(
     headers: &HeaderMap,
     path: &str,
 ) -> Result<Principal, GatewayError> {
-    let principal = app.auth.authenticate(headers).map_err(GatewayError::Auth)?;
-    if let Principal::Key(k) = &principal {
-        let dir = &app.directory;
-        let role = k
-            .record
-            .user_id
-            .as_deref()
-            .and_then(|u| dir.user(u))
-            .map(|u| u.record.user_role);
-        access::check_route(dir, k, role, RouteClass::Llm, path).map_err(GatewayError::Denied)?;
+    let checked = app
+        .auth
+        .authenticate(headers)
+        .map_err(GatewayError::Auth)
+        .and_then(|principal| {
+            if let Principal::Key(k) = &principal {
+                let dir = &app.directory;
+                let role = k
+                    .record
+                    .user_id
+                    .as_deref()
+                    .and_then(|u| dir.user(u))
+                    .map(|u| u.record.user_role);
+                access::check_route(dir, k, role, RouteClass::Llm, path)
+                    .map_err(GatewayError::Denied)?;
+            }
+            Ok(principal)
+        });
+    if let Err(e) = &checked {
+        e.observe(&app.metrics);
     }
-    Ok(principal)
+    checked
 }
 
 async fn list_models(State(app): State<AppState>, uri: http::Uri, headers: HeaderMap) -> Response {
@@ -410,7 +519,7 @@ async fn list_models(State(app): State<AppState>, uri: http::Uri, headers: Heade
         Err(e) => return e.render(Dialect::OpenAi, &call_id),
     };
     let data: Vec<_> = app
-        .router
+        .router()
         .groups()
         .iter()
         .filter(|g| model_visible(&app, &principal, &g.name))
@@ -436,7 +545,7 @@ async fn get_model(
         Err(e) => return e.render(Dialect::OpenAi, &call_id),
     };
     // A model the caller may not use is reported as absent, not as forbidden.
-    if app.router.resolve(&model).is_none() || !model_visible(&app, &principal, &model) {
+    if app.router().resolve(&model).is_none() || !model_visible(&app, &principal, &model) {
         return GatewayError::UnknownModel { model }.render(Dialect::OpenAi, &call_id);
     }
     axum::Json(model_object(&model)).into_response()

@@ -55,6 +55,8 @@ pub struct Router {
     order: Vec<Arc<Group>>,
     /// Groups whose name holds a `*`, longest literal prefix first.
     wildcards: Vec<Arc<Group>>,
+    /// Where upstream failures and cooldowns are counted (absent outside the server).
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// A resolved model: its group and, for a wildcard group, the text the `*` matched.
@@ -150,7 +152,27 @@ impl Router {
             groups,
             order,
             wildcards,
+            metrics: None,
         }
+    }
+
+    pub fn set_metrics(&mut self, metrics: Arc<crate::metrics::Metrics>) {
+        self.metrics = Some(metrics);
+    }
+
+    /// Every deployment's id, whether it is cooling down, and its calls in flight: read by
+    /// the metrics scrape.
+    pub fn deployment_states(&self) -> impl Iterator<Item = (&str, bool, u32)> {
+        let now = crate::types::now_ms();
+        self.order.iter().flat_map(move |g| {
+            g.members.iter().map(move |m| {
+                (
+                    m.deployment.id.as_str(),
+                    m.health.cooling(now),
+                    m.health.in_flight(),
+                )
+            })
+        })
     }
 
     pub fn resolve(&self, model: &str) -> Option<Target> {
@@ -365,12 +387,19 @@ impl Router {
                     Err(error) => {
                         drop(in_flight);
                         let retryable = error.retryable();
+                        let was_cooling = member.health.cooling(crate::types::now_ms());
                         if retryable {
                             member.health.failed(
                                 self.settings.allowed_fails,
                                 self.settings.cooldown,
                                 group.members.len() > 1,
                             );
+                        }
+                        if let Some(m) = &self.metrics {
+                            m.upstream_error(&d.id, error_class(&error));
+                            if !was_cooling && member.health.cooling(crate::types::now_ms()) {
+                                m.cooldown_started(&d.id);
+                            }
                         }
                         tracing::warn!(deployment = %d.id, model = %group.name, attempt, error = ?error, "upstream call failed");
                         let wait = error.retry_after();
@@ -408,6 +437,18 @@ impl Router {
             model: target.group.name.clone(),
             retry_after: min_cooldown,
         }))
+    }
+}
+
+/// The `class` label of a failed upstream attempt.
+fn error_class(error: &UpstreamError) -> &'static str {
+    match error {
+        UpstreamError::Status { status, .. } if status.is_client_error() => "4xx",
+        UpstreamError::Status { .. } => "5xx",
+        UpstreamError::Timeout => "timeout",
+        UpstreamError::Connect(_) => "connect",
+        UpstreamError::Protocol(_) => "protocol",
+        UpstreamError::Unsupported(_) => "other",
     }
 }
 

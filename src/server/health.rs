@@ -1,6 +1,11 @@
-//! Public health probes (LiteLLM's paths) and the JSON answers for unknown routes.
+//! Public health probes (LiteLLM's paths), the Prometheus scrape (`/metrics`, guarded by
+//! `general_settings.metrics_auth`) and the JSON answers for unknown routes.
 
+use crate::api::ApiError;
 use crate::app::{AppState, Phase};
+use crate::auth::Principal;
+use crate::config::MetricsAuth;
+use crate::roles::GlobalRole;
 use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -13,6 +18,64 @@ pub fn routes() -> Router<AppState> {
         .route("/health/liveliness", get(alive))
         .route("/health/liveness", get(alive))
         .route("/health/readiness", get(readiness))
+        .route("/metrics", get(metrics))
+}
+
+async fn metrics(State(app): State<AppState>, headers: http::HeaderMap) -> Response {
+    if let Err(refused) = may_scrape(&app, &headers) {
+        return refused.into_response();
+    }
+    // A stat of the database file, off the worker thread.
+    let db_bytes = tokio::fs::metadata(app.metrics.data_file())
+        .await
+        .ok()
+        .map(|m| m.len());
+    for (id, cooling, in_flight) in app.router().deployment_states() {
+        app.metrics.set_deployment(id, cooling, in_flight);
+    }
+    match app.metrics.encode(app.spend.dropped(), db_bytes) {
+        Ok(text) => (
+            [(http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+            text,
+        )
+            .into_response(),
+        Err(_) => ApiError::Internal {
+            request_id: crate::request::new_call_id(),
+            detail: "encoding the metrics failed".into(),
+        }
+        .into_response(),
+    }
+}
+
+/// Applies `metrics_auth`: 401 without a valid credential, 403 for one that is not enough.
+fn may_scrape(app: &AppState, headers: &http::HeaderMap) -> Result<(), ApiError> {
+    let needed = app.metrics.auth;
+    if needed == MetricsAuth::None {
+        return Ok(());
+    }
+    let allowed = match app.auth.authenticate(headers).map_err(ApiError::Auth)? {
+        Principal::Master => true,
+        Principal::Key(_) if needed == MetricsAuth::MasterKey => false,
+        Principal::Key(k) => k
+            .record
+            .user_id
+            .as_deref()
+            .and_then(|u| app.directory.user(u))
+            .is_some_and(|u| {
+                !u.record.blocked
+                    && matches!(
+                        u.record.user_role,
+                        GlobalRole::ProxyAdmin | GlobalRole::ProxyAdminViewer
+                    )
+            }),
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(
+            "This key may not read the metrics.".into(),
+        ))
+    }
 }
 
 async fn alive() -> Response {

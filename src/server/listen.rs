@@ -73,6 +73,7 @@ pub async fn serve(
     drain_timeout: Duration,
     idle_timeout: Duration,
     extra_roots: Option<Vec<u8>>,
+    reload: Box<dyn Fn(&AppState) + Send + Sync>,
 ) -> Result<(), ServerError> {
     let certs = match &tls {
         Some(files) => Some(CertStore::open(&files.cert, &files.key)?),
@@ -171,13 +172,13 @@ pub async fn serve(
         tokio::select! {
             _ = hup.recv() => {
                 systemd.notify("RELOADING=1");
-                match &certs {
-                    Some(c) => match c.reload() {
+                if let Some(c) = &certs {
+                    match c.reload() {
                         Ok(()) => tracing::info!("SIGHUP: reloaded the TLS certificate"),
                         Err(e) => tracing::error!(error = %e, "SIGHUP: certificate reload failed; keeping the old one"),
-                    },
-                    None => tracing::info!("SIGHUP: nothing to reload (no TLS); config changes need a restart"),
+                    }
                 }
+                reload(&state);
                 systemd.notify("READY=1");
             }
             _ = term.recv() => break,

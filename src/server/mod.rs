@@ -6,11 +6,12 @@ mod conn;
 mod health;
 mod listen;
 mod notify;
+mod reload;
 
 use crate::api;
 use crate::app::AppState;
 use crate::auth::{Authenticator, KeyCache};
-use crate::config::TlsFiles;
+use crate::config::{MetricsAuth, TlsFiles};
 use crate::router::Router;
 use crate::store::Store;
 use std::collections::HashMap;
@@ -89,7 +90,22 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServerError> {
         }
     };
     let (stored_keys, tenancy, counters) = stored;
-    let router = Router::new(&config);
+    let mut router = Router::new(&config);
+    let metrics = Arc::new(crate::metrics::Metrics::new(
+        &crate::gateway::LLM_ROUTES,
+        router.groups().iter().map(|g| g.name.as_str()),
+        router.groups().iter().flat_map(|g| {
+            g.members.iter().map(|m| crate::metrics::DeploymentName {
+                model: &g.name,
+                id: &m.deployment.id,
+            })
+        }),
+        &store_path,
+        config
+            .metrics_auth
+            .unwrap_or_else(|| MetricsAuth::default_for(opts.listen.ip().is_loopback())),
+    ));
+    router.set_metrics(metrics.clone());
     let ledger = Arc::new(crate::limits::Ledger::new());
     // Persisted spend first, so no budget restarts from zero after a restart.
     ledger.restore(counters);
@@ -141,15 +157,24 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServerError> {
             config.idle_timeout,
             config.max_buffered_request_bytes,
         ),
+        metrics,
     );
     let tls = opts.tls.clone().or(config.tls.clone());
+    let (shutdown_timeout, idle_timeout) = (config.shutdown_timeout, config.idle_timeout);
+    let reloader = reload::Reloader::new(
+        config_path.clone(),
+        opts.env.clone(),
+        config,
+        state.metrics.clone(),
+    );
     let served = listen::serve(
         state,
         &opts,
         tls,
-        config.shutdown_timeout,
-        config.idle_timeout,
+        shutdown_timeout,
+        idle_timeout,
         extra_roots,
+        Box::new(move |app: &AppState| reloader.reload(app)),
     )
     .await;
     // After the drain: the last requests' spend is written before the process ends.

@@ -5,6 +5,7 @@
 //! that changes data without declaring an entry is refused. redb calls block, so async callers
 //! run them on the blocking pool.
 
+pub mod backup;
 pub mod budget;
 mod codec;
 pub mod keys;
@@ -13,6 +14,7 @@ mod records;
 mod tables;
 pub mod tenancy;
 pub mod usage;
+pub mod verify;
 
 use crate::audit::{Actor, Change, Entry, Origin};
 use redb::{

@@ -595,3 +595,53 @@ general_settings:
     assert_eq!(chat(&api, &team_key, "mock/team-only").await, 200);
     assert_eq!(chat(&api, &team_key, "mock/elsewhere").await, 403);
 }
+
+/// A personal key is governed by its owner's organisation, not only keys that name one.
+#[tokio::test]
+async fn personal_keys_fall_under_their_owner_s_organisation() {
+    let api = Api::start();
+    ok(
+        &api,
+        "/organization/new",
+        json!({"organization_id": "rd", "organization_alias": "R&D", "models": ["mock/*"]}),
+    )
+    .await;
+    ok(
+        &api,
+        "/organization/new",
+        json!({"organization_id": "ops", "organization_alias": "Ops"}),
+    )
+    .await;
+    let first = ok(
+        &api,
+        "/user/new",
+        json!({"user_id": "oscar", "organization_id": "rd"}),
+    )
+    .await;
+    // The first key lands in the user's organisation, and so does a later personal key.
+    let k1 = first["key"].as_str().unwrap().to_string();
+    let k2 = api.generate(json!({"user_id": "oscar"})).await;
+    assert_eq!(k2["organization_id"], "rd");
+    let k2 = k2["key"].as_str().unwrap().to_string();
+    for k in [&k1, &k2] {
+        assert_eq!(chat(&api, k, "mock/x").await, 200);
+        assert_eq!(chat(&api, k, "gpt-4o-mini").await, 403);
+    }
+    // In two organisations, a personal key must say which one governs it.
+    ok(
+        &api,
+        "/organization/member_add",
+        json!({"organization_id": "ops", "member": {"user_id": "oscar", "role": "internal_user"}}),
+    )
+    .await;
+    let (s, out) = api.post("/key/generate", json!({"user_id": "oscar"})).await;
+    assert_eq!(s, 400, "{out}");
+    assert_eq!(out["error"]["param"], "organization_id");
+    let (s, _) = api
+        .post(
+            "/key/generate",
+            json!({"user_id": "oscar", "organization_id": "ops"}),
+        )
+        .await;
+    assert_eq!(s, 200);
+}

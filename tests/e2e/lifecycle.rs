@@ -261,10 +261,10 @@ async fn health_probes_answer_without_credentials() {
         .unwrap();
     assert_eq!(resp.status(), 405);
 
-    // SIGHUP without TLS changes nothing and does not stop the server.
+    // SIGHUP without TLS and with the config unchanged changes nothing and does not stop it.
     gw.signal("HUP");
     let logged = harness::eventually(Duration::from_secs(5), || {
-        gw.log().contains("SIGHUP: nothing to reload")
+        gw.log().contains("SIGHUP: the config is unchanged")
     })
     .await;
     assert!(logged, "{}", gw.log());
@@ -869,4 +869,63 @@ async fn a_damaged_data_file_is_refused_cleanly_and_left_as_it_is() {
         std::fs::read(&file).unwrap() == bytes,
         "the damaged file was modified"
     );
+}
+
+#[tokio::test]
+async fn sighup_reloads_routing_and_names_what_needs_a_restart() {
+    let first = "model_list:\n  - model_name: one\n    litellm_params:\n      model: mock/one\n";
+    let gw = Options::new().config(first).start();
+    let http = harness::client();
+    let config = gw.dir.path().join("config.yaml");
+    let chat = |model: &'static str| {
+        let (http, url) = (http.clone(), gw.url("/v1/chat/completions"));
+        async move {
+            http.post(url)
+                .bearer_auth(harness::MASTER_KEY)
+                .json(&serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(chat("one").await, 200);
+    assert_eq!(chat("two").await, 404);
+
+    // A new model and a changed limit that only a restart applies.
+    std::fs::write(
+        &config,
+        format!("{first}  - model_name: two\n    litellm_params:\n      model: mock/two\ngeneral_settings:\n  idle_timeout: 45\n"),
+    )
+    .unwrap();
+    gw.signal("HUP");
+    assert!(
+        harness::eventually(Duration::from_secs(5), || gw
+            .log()
+            .contains("SIGHUP: config reloaded"))
+        .await,
+        "{}",
+        gw.log()
+    );
+    assert!(
+        gw.log().contains("general_settings.idle_timeout"),
+        "{}",
+        gw.log()
+    );
+    assert_eq!(chat("two").await, 200);
+    assert_eq!(chat("one").await, 200);
+
+    // A config that no longer validates is refused whole; routing stays as it was.
+    std::fs::write(&config, "model_list: 7\n").unwrap();
+    gw.signal("HUP");
+    assert!(
+        harness::eventually(Duration::from_secs(5), || gw
+            .log()
+            .contains("does not validate"))
+        .await,
+        "{}",
+        gw.log()
+    );
+    assert_eq!(chat("two").await, 200);
 }
