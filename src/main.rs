@@ -78,7 +78,8 @@ enum Command {
         force: bool,
     },
     /// Check the data file read-only (redb integrity, every record, the audit hash chain):
-    /// exit 0 if intact, 1 if damaged, 64 if there is no data file.
+    /// exit 0 if intact, 1 if damaged, 64 if there is no data file, 75 if a server kept
+    /// changing it faster than it could be copied.
     Verify {
         #[arg(long, env = "PORTCULLIS_DATA_DIR", default_value = "./portcullis-data")]
         data_dir: PathBuf,
