@@ -34,16 +34,63 @@ async fn metrics(State(app): State<AppState>, headers: http::HeaderMap) -> Respo
         app.metrics.set_deployment(id, cooling, in_flight);
     }
     match app.metrics.encode(app.spend.dropped(), db_bytes) {
-        Ok(text) => (
-            [(http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
-            text,
-        )
-            .into_response(),
+        Ok(mut text) => {
+            budget_remaining(&app, &mut text);
+            (
+                [(http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+                text,
+            )
+                .into_response()
+        }
         Err(_) => ApiError::Internal {
             request_id: crate::request::new_call_id(),
             detail: "encoding the metrics failed".into(),
         }
         .into_response(),
+    }
+}
+
+/// `portcullis_budget_remaining_usd` for every organisation and team with a `max_budget`:
+/// administrators create those, so the series stay few (keys and users, which are many and
+/// come and go, are left out; `/key/info` and `/user/info` show theirs).
+fn budget_remaining(app: &AppState, out: &mut String) {
+    use std::fmt::Write as _;
+    let now = crate::types::now_ms();
+    let dir = &app.directory;
+    let mut rows: Vec<(&str, String, f64)> = Vec::new();
+    for o in dir.orgs() {
+        if let Some(max) = o.limits.max_budget {
+            let spent = o.meter.snapshot(&o.limits, now).spend;
+            rows.push((
+                "organization",
+                o.record.organization_id.clone(),
+                max - spent,
+            ));
+        }
+    }
+    for t in dir.teams() {
+        if let Some(max) = t.limits.max_budget {
+            let spent = t.meter.snapshot(&t.limits, now).spend;
+            rows.push(("team", t.record.team_id.clone(), max - spent));
+        }
+    }
+    if rows.is_empty() {
+        return;
+    }
+    rows.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    let _ = writeln!(
+        out,
+        "# HELP portcullis_budget_remaining_usd Budget left in the current period (USD).\n# TYPE portcullis_budget_remaining_usd gauge"
+    );
+    for (level, id, left) in rows {
+        let id = id
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n");
+        let _ = writeln!(
+            out,
+            "portcullis_budget_remaining_usd{{level=\"{level}\",id=\"{id}\"}} {left}"
+        );
     }
 }
 

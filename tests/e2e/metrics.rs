@@ -526,3 +526,34 @@ async fn metrics_count_upstream_errors_and_cooldowns() {
         sent as f64
     );
 }
+
+#[tokio::test]
+async fn budget_remaining_is_exported_for_organisations_and_teams_with_a_budget() {
+    let api = Api::start();
+    for (path, body) in [
+        (
+            "/organization/new",
+            json!({"organization_id": "org \"q\"", "organization_alias": "Q", "max_budget": 50}),
+        ),
+        (
+            "/organization/new",
+            json!({"organization_id": "free", "organization_alias": "F"}),
+        ),
+        ("/team/new", json!({"team_id": "t1", "max_budget": 5})),
+    ] {
+        let (status, out) = api.post(path, body).await;
+        assert_eq!(status, 200, "{out}");
+    }
+    let (status, text) = scrape_as(&api, None).await;
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("# TYPE portcullis_budget_remaining_usd gauge"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"portcullis_budget_remaining_usd{level="organization",id="org \"q\""} 50"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"portcullis_budget_remaining_usd{level="team",id="t1"} 5"#));
+    assert!(!text.contains(r#"id="free""#), "no budget, no series");
+}
