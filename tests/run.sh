@@ -4,7 +4,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo test --locked --no-fail-fast
+# Every gateway log of the run is kept, then searched for secrets: no generated key
+# (`sk-` + 48 hex) and not the tests' master key may ever be logged.
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
+PORTCULLIS_TEST_LOGS="$logs" cargo test --locked --no-fail-fast
+if grep -rlE 'sk-[0-9a-f]{48}|sk-master-test-0123456789' "$logs" >/dev/null; then
+  echo "tests/run.sh: a secret appears in a gateway log:" >&2
+  grep -rnoE 'sk-[0-9a-f]{48}|sk-master-test-0123456789' "$logs" | head -5 >&2
+  exit 1
+fi
+echo "tests/run.sh: $(ls "$logs" | wc -l) gateway logs checked, no secret in them"
 # Benches are measured by hand (docs/performance.md); here they only have to compile.
 cargo check --locked --benches
 

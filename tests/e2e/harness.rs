@@ -296,6 +296,11 @@ impl Drop for Gateway {
             let _ = c.kill();
             let _ = c.wait();
         }
+        // Keep every gateway's log for the whole-run secret check in tests/run.sh.
+        if let Some(dir) = std::env::var_os("PORTCULLIS_TEST_LOGS") {
+            let name = format!("gateway-{}-{}.log", std::process::id(), self.addr.port());
+            let _ = std::fs::copy(&self.log, std::path::Path::new(&dir).join(name));
+        }
     }
 }
 
