@@ -21,6 +21,23 @@ pub enum Actor {
 }
 
 impl Actor {
+    /// LiteLLM's `changed_by`: the user id, or who else acted.
+    pub fn changed_by(&self) -> String {
+        match self {
+            Actor::User { user_id, .. } => user_id.clone(),
+            other => other.label(),
+        }
+    }
+
+    /// LiteLLM's `changed_by_api_key`: the hash of the key used, if one was.
+    pub fn api_key(&self) -> Option<&str> {
+        match self {
+            Actor::Key(hash) => Some(hash),
+            Actor::User { key, .. } => key.as_deref(),
+            Actor::MasterKey | Actor::System => None,
+        }
+    }
+
     pub fn label(&self) -> String {
         match self {
             Actor::MasterKey => "master_key".to_string(),

@@ -2,6 +2,7 @@
 //! and organisations as they land. Every change goes through the store's audited write path and
 //! then updates the in-memory caches, under one lock so concurrent edits cannot reorder them.
 
+mod audit;
 mod caller;
 mod customers;
 mod error;
@@ -24,6 +25,7 @@ use axum::Router;
 
 pub fn routes() -> Router<AppState> {
     keys::routes()
+        .merge(audit::routes())
         .merge(users::routes())
         .merge(teams::routes())
         .merge(orgs::routes())

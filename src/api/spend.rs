@@ -131,7 +131,7 @@ fn row_view(r: &SpendLogRow) -> Value {
 }
 
 /// A date bound: `YYYY-MM-DD` (the whole day, UTC, for an end bound) or RFC 3339.
-fn date_arg(text: &str, field: &str, end: bool) -> Result<i64, ApiError> {
+pub(super) fn date_arg(text: &str, field: &str, end: bool) -> Result<i64, ApiError> {
     let bad = || {
         ApiError::invalid(
             format!("`{field}` must be a date (YYYY-MM-DD) or an RFC 3339 timestamp."),
@@ -157,7 +157,7 @@ fn date_arg(text: &str, field: &str, end: bool) -> Result<i64, ApiError> {
 }
 
 /// The stored token for a secret or a token.
-fn token_of(given: &str) -> String {
+pub(super) fn token_of(given: &str) -> String {
     let given = given.trim();
     if given.len() == 64 && given.bytes().all(|b| b.is_ascii_hexdigit()) {
         given.to_ascii_lowercase()

@@ -5,6 +5,7 @@
 //! that changes data without declaring an entry is refused. redb calls block, so async callers
 //! run them on the blocking pool.
 
+mod audit_read;
 pub mod backup;
 pub mod budget;
 mod codec;
@@ -25,6 +26,7 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use audit_read::{AuditFilter, AuditPage};
 pub use budget::Budget;
 pub use keys::KeyRecord;
 pub use tenancy::{

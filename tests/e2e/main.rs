@@ -1,6 +1,7 @@
 //! End-to-end tests: the real binary, real TCP, a fake upstream LLM provider. One test binary
 //! (modules per area) so linking stays cheap.
 
+mod audit;
 mod budgets;
 mod customers;
 mod gateway_anthropic;

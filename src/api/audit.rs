@@ -1,0 +1,190 @@
+//! `GET /audit` (LiteLLM's parameters and answer), `GET /audit/{id}` and `GET /audit/head` (the
+//! hash-chain head, to anchor elsewhere and detect truncation). Read-only: no route changes an
+//! entry. Proxy admins and their viewers read the log; other callers see no entries.
+
+use super::fields::positive;
+use super::spend::{date_arg, token_of};
+use super::{ApiError, Caller, Params};
+use crate::app::AppState;
+use crate::audit::Entry;
+use crate::store::AuditFilter;
+use crate::types::ms_to_rfc3339;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+const MAX_PAGE_SIZE: usize = 1000;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/audit", get(list))
+        .route("/audit/head", get(head))
+        .route("/audit/{id}", get(one))
+}
+
+fn json_text(text: &str) -> Value {
+    if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
+    }
+}
+
+/// An entry in LiteLLM's shape, plus what Portcullis records besides.
+fn view(e: &Entry) -> Value {
+    let role = match &e.actor {
+        crate::audit::Actor::User { role, .. } => Some(role.clone()),
+        crate::audit::Actor::MasterKey => Some("proxy_admin".to_string()),
+        _ => None,
+    };
+    json!({
+        "id": e.seq.to_string(),
+        "updated_at": ms_to_rfc3339(e.timestamp_ms),
+        "changed_by": e.actor.changed_by(),
+        "changed_by_api_key": e.actor.api_key(),
+        "actor_role": role,
+        "action": e.change.action,
+        "table_name": e.change.table_name,
+        "object_id": e.change.object_id,
+        "before_value": json_text(&e.change.before_value),
+        "updated_values": json_text(&e.change.updated_values),
+        "request_id": e.origin.request_id,
+        "source_ip": e.origin.source_ip,
+        "user_agent": e.origin.user_agent,
+        "prev_hash": e.prev_hash,
+    })
+}
+
+fn may_read(caller: &Caller) -> bool {
+    caller.identity.sees_everything()
+}
+
+async fn blocking<T: Send + 'static>(
+    caller: &Caller,
+    f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Internal {
+            request_id: caller.origin.request_id.clone(),
+            detail: e.to_string(),
+        })?
+        .map_err(ApiError::from)
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    page: Option<String>,
+    page_size: Option<String>,
+    changed_by: Option<String>,
+    changed_by_api_key: Option<String>,
+    action: Option<String>,
+    table_name: Option<String>,
+    object_id: Option<String>,
+    start_date: Option<String>,
+    end_date: Option<String>,
+    sort_by: Option<String>,
+    sort_order: Option<String>,
+}
+
+async fn list(
+    State(app): State<AppState>,
+    caller: Caller,
+    Params(q): Params<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let page = positive(q.page.as_deref(), "page", 1)?;
+    // An oversized page is capped, not refused (a UI asking for "everything" still works).
+    let size = positive(q.page_size.as_deref(), "page_size", 10)?.min(MAX_PAGE_SIZE);
+    if let Some(by) = q.sort_by.as_deref().filter(|b| *b != "updated_at") {
+        return Err(ApiError::invalid(
+            format!("`sort_by` can only be updated_at (got `{by}`)."),
+            "sort_by",
+        ));
+    }
+    let oldest_first = match q.sort_order.as_deref() {
+        None | Some("desc") => false,
+        Some("asc") => true,
+        Some(other) => {
+            return Err(ApiError::invalid(
+                format!("`sort_order` must be asc or desc (got `{other}`)."),
+                "sort_order",
+            ));
+        }
+    };
+    let start_ms = q
+        .start_date
+        .as_deref()
+        .map(|d| date_arg(d, "start_date", false))
+        .transpose()?;
+    let end_ms = q
+        .end_date
+        .as_deref()
+        .map(|d| date_arg(d, "end_date", true))
+        .transpose()?;
+    if let (Some(s), Some(e)) = (start_ms, end_ms)
+        && s > e
+    {
+        return Err(ApiError::invalid(
+            "`start_date` is after `end_date`.",
+            "start_date",
+        ));
+    }
+    if !may_read(&caller) {
+        return Ok(Json(json!({
+            "audit_logs": [], "total": 0, "page": page, "page_size": size, "total_pages": 0,
+        })));
+    }
+    let filter = AuditFilter {
+        changed_by: q.changed_by,
+        changed_by_api_key: q.changed_by_api_key.map(|k| token_of(&k)),
+        action: q.action,
+        table_name: q.table_name,
+        object_id: q.object_id,
+        start_ms,
+        end_ms,
+    };
+    let store = app.store.clone();
+    let found = blocking(&caller, move || {
+        store.audit_page(&filter, page, size, oldest_first)
+    })
+    .await?;
+    Ok(Json(json!({
+        "audit_logs": found.entries.iter().map(view).collect::<Vec<_>>(),
+        "total": found.total,
+        "page": page,
+        "page_size": size,
+        "total_pages": found.total.div_ceil(size),
+    })))
+}
+
+async fn one(
+    State(app): State<AppState>,
+    caller: Caller,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Path(id) = id.map_err(|r| ApiError::invalid(r.body_text(), "id"))?;
+    let not_found = || ApiError::NotFound(format!("Audit entry {id} not found."));
+    let seq: u64 = id.parse().map_err(|_| not_found())?;
+    if !may_read(&caller) {
+        return Err(not_found());
+    }
+    let store = app.store.clone();
+    let entry = blocking(&caller, move || store.audit_entry(seq))
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(Json(view(&entry)))
+}
+
+async fn head(State(app): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    if !may_read(&caller) {
+        return Err(ApiError::Forbidden(
+            "The audit log is readable by proxy admins and viewers.".into(),
+        ));
+    }
+    let store = app.store.clone();
+    let (seq, hash) = blocking(&caller, move || store.audit_head()).await?;
+    Ok(Json(json!({"seq": seq, "hash": hash})))
+}
