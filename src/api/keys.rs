@@ -34,8 +34,8 @@ pub fn routes() -> Router<AppState> {
         .route("/key/list", get(list))
         .route("/key/regenerate", post(regenerate_body))
         .route("/key/{key}/regenerate", post(regenerate_path))
-        .route("/key/block", post(block))
-        .route("/key/unblock", post(unblock))
+        .route("/key/block", blocking(true))
+        .route("/key/unblock", blocking(false))
 }
 
 /// The stored token for a secret or a token.
@@ -554,6 +554,15 @@ async fn regenerate(
     Ok(Json(out))
 }
 
+/// `/key/block` (`true`) or `/key/unblock` (`false`).
+fn blocking(blocked: bool) -> axum::routing::MethodRouter<AppState> {
+    post(
+        move |State(app): State<AppState>, caller: Caller, headers: HeaderMap, body: Body| {
+            set_blocked(app, caller, headers, body, blocked)
+        },
+    )
+}
+
 async fn set_blocked(
     app: AppState,
     caller: Caller,
@@ -576,22 +585,4 @@ async fn set_blocked(
     })
     .await?;
     Ok(Json(live_view(&app, &saved)))
-}
-
-async fn block(
-    State(app): State<AppState>,
-    caller: Caller,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Json<Value>, ApiError> {
-    set_blocked(app, caller, headers, body, true).await
-}
-
-async fn unblock(
-    State(app): State<AppState>,
-    caller: Caller,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Json<Value>, ApiError> {
-    set_blocked(app, caller, headers, body, false).await
 }

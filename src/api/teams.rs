@@ -49,10 +49,26 @@ pub fn routes() -> Router<AppState> {
         .route("/team/member_add", post(member_add))
         .route("/team/member_delete", post(member_delete))
         .route("/team/member_update", post(member_update))
-        .route("/team/block", post(block_team))
-        .route("/team/unblock", post(unblock_team))
-        .route("/team/model/add", post(add_models))
-        .route("/team/model/delete", post(delete_models))
+        .route(
+            "/team/block",
+            team_route(|app, caller, headers, body| set_blocked(app, caller, headers, body, true)),
+        )
+        .route(
+            "/team/unblock",
+            team_route(|app, caller, headers, body| set_blocked(app, caller, headers, body, false)),
+        )
+        .route(
+            "/team/model/add",
+            team_route(|app, caller, headers, body| {
+                change_models(app, caller, headers, body, true)
+            }),
+        )
+        .route(
+            "/team/model/delete",
+            team_route(|app, caller, headers, body| {
+                change_models(app, caller, headers, body, false)
+            }),
+        )
 }
 
 /// A team as the API shows it.
@@ -477,6 +493,20 @@ async fn list_teams(
     )))
 }
 
+/// A POST route whose handler takes the state, caller, headers and body (the block and model
+/// routes differ only by a flag).
+fn team_route<F, Fut>(handler: F) -> axum::routing::MethodRouter<AppState>
+where
+    F: Fn(AppState, Caller, HeaderMap, Body) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Json<Value>, ApiError>> + Send + 'static,
+{
+    post(
+        move |State(app): State<AppState>, caller: Caller, headers: HeaderMap, body: Body| {
+            handler(app, caller, headers, body)
+        },
+    )
+}
+
 async fn set_blocked(
     app: AppState,
     caller: Caller,
@@ -500,24 +530,6 @@ async fn set_blocked(
     )
     .await?;
     Ok(Json(current_view(&app, &saved)))
-}
-
-async fn block_team(
-    State(app): State<AppState>,
-    caller: Caller,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Json<Value>, ApiError> {
-    set_blocked(app, caller, headers, body, true).await
-}
-
-async fn unblock_team(
-    State(app): State<AppState>,
-    caller: Caller,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Json<Value>, ApiError> {
-    set_blocked(app, caller, headers, body, false).await
 }
 
 async fn change_models(
@@ -566,22 +578,4 @@ async fn change_models(
     )
     .await?;
     Ok(Json(current_view(&app, &saved)))
-}
-
-async fn add_models(
-    State(app): State<AppState>,
-    caller: Caller,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Json<Value>, ApiError> {
-    change_models(app, caller, headers, body, true).await
-}
-
-async fn delete_models(
-    State(app): State<AppState>,
-    caller: Caller,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Json<Value>, ApiError> {
-    change_models(app, caller, headers, body, false).await
 }
