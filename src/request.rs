@@ -67,12 +67,13 @@ impl BodyLimits {
 pub struct BodyPermit {
     held: Option<OwnedSemaphorePermit>,
     kib: usize,
+    bytes: usize,
 }
 
 impl BodyPermit {
-    /// About how many bytes the body held (to the KiB).
+    /// How many bytes the body held.
     pub fn bytes(&self) -> usize {
-        self.kib * 1024
+        self.bytes
     }
 
     /// Grows the share to cover `bytes`, waiting (at most `idle`) for others to finish.
@@ -111,7 +112,11 @@ pub async fn json_object(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(BodyError::TooLarge { limit });
     }
-    let mut permit = BodyPermit { held: None, kib: 0 };
+    let mut permit = BodyPermit {
+        held: None,
+        kib: 0,
+        bytes: 0,
+    };
     permit.cover(declared.unwrap_or(0) as usize, limits).await?;
     let mut body = Limited::new(body, limit);
     let mut buf = bytes::BytesMut::new();
@@ -134,6 +139,7 @@ pub async fn json_object(
         }
     }
     let bytes = buf.freeze();
+    permit.bytes = bytes.len();
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok((Map::new(), permit));
     }

@@ -61,6 +61,25 @@ impl Caller {
         Ok(())
     }
 
+    /// Proxy admins and their viewers are never managed from below: their memberships change
+    /// only by a proxy admin's hand.
+    pub fn may_change_memberships_of(
+        &self,
+        user: &crate::store::UserRecord,
+    ) -> Result<(), ApiError> {
+        use crate::roles::GlobalRole;
+        if matches!(
+            user.user_role,
+            GlobalRole::ProxyAdmin | GlobalRole::ProxyAdminViewer
+        ) && !self.identity.is_proxy_admin()
+        {
+            return Err(ApiError::Forbidden(
+                "Only a proxy admin may change a proxy admin's memberships.".into(),
+            ));
+        }
+        Ok(())
+    }
+
     pub fn actor(&self) -> Actor {
         match &self.identity {
             Identity::Master => Actor::MasterKey,

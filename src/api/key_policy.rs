@@ -72,7 +72,8 @@ pub fn check(
             .org(org)
             .is_some_and(|o| id.org_reach(dir, &o) != Reach::Hidden);
         if !visible {
-            return Err(ApiError::NotFound(format!("Organization {org} not found.")));
+            // Not named: the id may have come from the owner's membership, not from the caller.
+            return Err(ApiError::NotFound("Organization not found.".into()));
         }
         // Attaching a key to an organisation puts it under that organisation's policies: its
         // admins may do it, and so may the key's owner for an organisation it is a member of.
@@ -114,6 +115,18 @@ pub fn check(
             .is_some_and(|o| id.governs_org(dir, o)),
         _ => false,
     };
+    if !own
+        && owner.as_ref().is_some_and(|o| {
+            matches!(
+                o.record.user_role,
+                crate::roles::GlobalRole::ProxyAdmin | crate::roles::GlobalRole::ProxyAdminViewer
+            )
+        })
+    {
+        return Err(ApiError::Forbidden(
+            "Keys of proxy admins are issued by proxy admins.".into(),
+        ));
+    }
     let own_allowed = own && (team.is_none() || team_reach >= Reach::Read);
     if !authority && !own_allowed {
         return Err(ApiError::Forbidden(
@@ -180,6 +193,14 @@ pub fn check(
     Ok(())
 }
 
+/// Whether `after` allows no route `before` did not: `default` covers every type,
+/// `management` covers `read_only`.
+fn narrower_type(before: KeyType, after: KeyType) -> bool {
+    before == after
+        || before == KeyType::Default
+        || (before == KeyType::Management && after == KeyType::ReadOnly)
+}
+
 fn narrows(before: &KeyRecord, after: &KeyRecord) -> Result<(), ApiError> {
     fn le<T: PartialOrd + Copy>(old: Option<T>, new: Option<T>) -> bool {
         match (old, new) {
@@ -196,12 +217,13 @@ fn narrows(before: &KeyRecord, after: &KeyRecord) -> Result<(), ApiError> {
         && le(b.max_parallel_requests, a.max_parallel_requests)
         // A period turns a lifetime budget into a renewable one: only from above.
         && b.budget_duration == a.budget_duration
-        && le(before.expires_ms, after.expires_ms);
+        && le(before.expires_ms, after.expires_ms)
+        && narrower_type(before.key_type, after.key_type);
     if ok {
         Ok(())
     } else {
         Err(ApiError::Forbidden(
-            "A key's owner may only lower its budgets, limits and lifetime.".into(),
+            "A key's owner may only narrow it: lower its budgets, limits and lifetime, or restrict its type.".into(),
         ))
     }
 }

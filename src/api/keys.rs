@@ -173,8 +173,10 @@ async fn generate(
     apply(&mut record, &body)?;
     // A personal key is governed by its owner's organisation: without a team or an explicit
     // `organization_id`, it takes the owner's one organisation (several: the caller must say).
+    // (An explicit null or empty `organization_id` counts as none: a user in an organisation
+    // cannot step outside it by asking.)
     if record.team_id.is_none()
-        && !body.contains_key("organization_id")
+        && record.organization_id.is_none()
         && let Some(owner) = record
             .user_id
             .as_deref()

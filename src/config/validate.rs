@@ -25,7 +25,12 @@ pub(super) fn load(text: &str, env: &HashMap<String, String>) -> Loaded {
     let mut value: Value = if text.trim().is_empty() {
         Value::Object(Default::default())
     } else {
-        serde_saphyr::from_str(text).map_err(|e| vec![problem("", format!("invalid YAML: {e}"))])?
+        serde_saphyr::from_str(text).map_err(|e| {
+            vec![problem(
+                "",
+                format!("invalid YAML: {}", first_line(&e.to_string())),
+            )]
+        })?
     };
     if value.is_null() {
         value = Value::Object(Default::default());
@@ -120,10 +125,51 @@ fn typed<T: serde::de::DeserializeOwned>(
         Ok(v) => Some(v),
         Err(e) => {
             let path = join(yaml_path(&e.path().to_string()));
-            errors.push(problem(path, e.into_inner().to_string()));
+            errors.push(problem(path, redact_values(&e.into_inner().to_string())));
             None
         }
     }
+}
+
+/// The parser's first line (position and reason). The rest quotes the file's lines, which may
+/// hold secrets, and problems end up in logs.
+fn first_line(message: &str) -> String {
+    message.lines().next().unwrap_or_default().to_string()
+}
+
+/// A type error without the value it quotes (`invalid type: string "sk-…"`): the value may be
+/// a secret put under the wrong key, and problems end up in logs. The path says where to look.
+fn redact_values(message: &str) -> String {
+    // Only the value given is redacted; what was expected (variant lists) stays helpful.
+    if !(message.starts_with("invalid type") || message.starts_with("invalid value")) {
+        return message.to_string();
+    }
+    let (given, expected) = message.split_once(", expected").unwrap_or((message, ""));
+    let tail = if expected.is_empty() {
+        String::new()
+    } else {
+        format!(", expected{expected}")
+    };
+    let message = given;
+    let mut out = String::with_capacity(message.len() + tail.len());
+    let mut quote: Option<char> = None;
+    for c in message.chars() {
+        match quote {
+            Some(q) if c == q => {
+                out.push('…');
+                out.push(c);
+                quote = None;
+            }
+            Some(_) => {}
+            None => {
+                out.push(c);
+                if c == '"' || c == '`' {
+                    quote = Some(c);
+                }
+            }
+        }
+    }
+    out + &tail
 }
 
 /// serde_path_to_error writes `model_list[0].x`; serde_ignored writes `model_list.0.x`.

@@ -103,18 +103,33 @@ fn may_scrape(app: &AppState, headers: &http::HeaderMap) -> Result<(), ApiError>
     let allowed = match app.auth.authenticate(headers).map_err(ApiError::Auth)? {
         Principal::Master => true,
         Principal::Key(_) if needed == MetricsAuth::MasterKey => false,
-        Principal::Key(k) => k
-            .record
-            .user_id
-            .as_deref()
-            .and_then(|u| app.directory.user(u))
-            .is_some_and(|u| {
+        Principal::Key(k) => {
+            let user = k
+                .record
+                .user_id
+                .as_deref()
+                .and_then(|u| app.directory.user(u));
+            let admin = user.as_ref().is_some_and(|u| {
                 !u.record.blocked
                     && matches!(
                         u.record.user_role,
                         GlobalRole::ProxyAdmin | GlobalRole::ProxyAdminViewer
                     )
-            }),
+            });
+            // The key's own limits apply too: an admin's `llm_api` key, or one whose
+            // `allowed_routes` leave /metrics out, may not scrape.
+            let path = "/metrics";
+            let class = crate::tenancy::access::classify(&http::Method::GET, path);
+            admin
+                && crate::tenancy::access::check_route(
+                    &app.directory,
+                    &k,
+                    user.map(|u| u.record.user_role),
+                    class,
+                    path,
+                )
+                .is_ok()
+        }
     };
     if allowed {
         Ok(())

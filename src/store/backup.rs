@@ -116,10 +116,29 @@ pub struct Snapshot {
 /// Whether a process (a server) holds the data file open: redb's lock refuses even a
 /// read-only open then.
 pub fn is_live(path: &Path) -> bool {
+    // A damaged file can make redb panic while opening it; such a file is not held by a
+    // server (the server refuses damaged files) — and replacing it is what restore is for.
     matches!(
-        redb::ReadOnlyDatabase::open(path),
-        Err(redb::DatabaseError::DatabaseAlreadyOpen | redb::DatabaseError::LockProtocolMismatch)
+        quietly(|| redb::ReadOnlyDatabase::open(path)),
+        Some(Err(
+            redb::DatabaseError::DatabaseAlreadyOpen | redb::DatabaseError::LockProtocolMismatch
+        ))
     )
+}
+
+/// `catch_unwind` without the panic hook's backtrace on stderr.
+pub(crate) fn catch_quietly<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(previous);
+    out
+}
+
+/// Runs `f`, turning a panic inside it into `None` without printing a backtrace (redb panics
+/// on some damaged files; this is a command-line tool reporting damage, not a crash).
+pub(crate) fn quietly<T>(f: impl FnOnce() -> T) -> Option<T> {
+    catch_quietly(f).ok()
 }
 
 /// Writes a consistent snapshot of the data file `src` to `dest` (a new file), whether or not
@@ -183,18 +202,16 @@ fn copy_raw(src: &Path, dest: &Path) -> Result<u64, BackupError> {
 /// is verified by `check_integrity`, which reports whether it had to repair anything.
 fn check_copy(path: &Path) -> Result<(), String> {
     let repaired = Arc::new(AtomicBool::new(false));
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
-        || -> Result<bool, redb::DatabaseError> {
-            let flag = repaired.clone();
-            let mut db = redb::Builder::new()
-                .set_cache_size(super::CACHE_BYTES)
-                .set_repair_callback(move |_| flag.store(true, Ordering::Relaxed))
-                .open(path)?;
-            let clean = repaired.load(Ordering::Relaxed) || db.check_integrity()?;
-            db.close()?;
-            Ok(clean)
-        },
-    ));
+    let outcome = catch_quietly(|| -> Result<bool, redb::DatabaseError> {
+        let flag = repaired.clone();
+        let mut db = redb::Builder::new()
+            .set_cache_size(super::CACHE_BYTES)
+            .set_repair_callback(move |_| flag.store(true, Ordering::Relaxed))
+            .open(path)?;
+        let clean = repaired.load(Ordering::Relaxed) || db.check_integrity()?;
+        db.close()?;
+        Ok(clean)
+    });
     match outcome {
         Ok(Ok(true)) => Ok(()),
         Ok(Ok(false)) => Err("pages of its last commit fail their checksums".into()),
@@ -454,14 +471,15 @@ pub fn restore(from: &Path, data_dir: &Path, force: bool) -> Result<RestoreRepor
         )));
     }
     // Held across the rename: no server can open the old file in the meantime.
-    let holder = match redb::ReadOnlyDatabase::open(&target) {
-        Ok(db) => Some(db),
-        Err(
+    let holder = match quietly(|| redb::ReadOnlyDatabase::open(&target)) {
+        Some(Ok(db)) => Some(db),
+        Some(Err(
             redb::DatabaseError::DatabaseAlreadyOpen | redb::DatabaseError::LockProtocolMismatch,
-        ) => {
+        )) => {
             return Err(BackupError::InUse(target));
         }
-        Err(_) => None,
+        // Missing, or too damaged to open: nothing holds it, and it is being replaced.
+        Some(Err(_)) | None => None,
     };
     if !force && std::fs::metadata(&target).is_ok_and(|m| m.len() > 0) {
         return Err(BackupError::Exists(target));

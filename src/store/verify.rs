@@ -357,9 +357,7 @@ pub(crate) fn check_snapshot(snapshot: &Path, shown_as: &Path) -> Result<FileRep
         .map_err(|e| corrupt(e.to_string()))?;
     let txn = db.begin_read()?;
     // redb has verified every page; a panic here would be a bug, but is still no crash.
-    let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        check_contents(&txn, shown_as)
-    }));
+    let checked = crate::store::backup::catch_quietly(|| check_contents(&txn, shown_as));
     match checked {
         Ok(result) => result,
         Err(_) => Err(corrupt("reading its records failed".into())),

@@ -149,7 +149,44 @@ pub fn chain(
         .as_ref()
         .and_then(|t| t.record.organization_id.clone())
         .or_else(|| r.organization_id.clone());
-    let orgs = org_id.map(|o| dir.org_chain(&o)).unwrap_or_default();
+    let orgs = match (&org_id, &team, &user) {
+        (Some(o), _, _) => {
+            // A personal key bound to an organisation works while its owner is still inside
+            // that organisation's subtree (as a team key stops when its user leaves the team).
+            if team.is_none()
+                && let Some(u) = &user
+                && !member_within(dir, &u.record, o)
+            {
+                return Err(deny(
+                    DenialKind::Blocked,
+                    "organization",
+                    o,
+                    format!(
+                        "user {} is no longer a member of the organization",
+                        u.record.user_id
+                    ),
+                ));
+            }
+            dir.org_chain(o)
+        }
+        // A personal key bound to no organisation is governed by every organisation its owner
+        // belongs to: leaving the binding out never escapes an organisation's policies.
+        (None, None, Some(u)) if !u.record.organizations.is_empty() => {
+            let mut all: Vec<Arc<OrgEntry>> = Vec::new();
+            for m in &u.record.organizations {
+                for o in dir.org_chain(&m.organization_id) {
+                    if !all
+                        .iter()
+                        .any(|x| x.record.organization_id == o.record.organization_id)
+                    {
+                        all.push(o);
+                    }
+                }
+            }
+            all
+        }
+        _ => Vec::new(),
+    };
     let customer = match end_user {
         Some(id) => match dir.customer(id) {
             Some(c) if c.record.blocked => {
@@ -171,6 +208,18 @@ pub fn chain(
         orgs,
         customer,
     })
+}
+
+/// Whether a user is in `org` or below it: directly, or through one of its teams.
+fn member_within(dir: &Directory, user: &crate::store::UserRecord, org: &str) -> bool {
+    user.organizations
+        .iter()
+        .any(|m| dir.org_within(&m.organization_id, org))
+        || user.teams.iter().any(|t| {
+            dir.team(t)
+                .and_then(|t| t.record.organization_id.clone())
+                .is_some_and(|o| dir.org_within(&o, org))
+        })
 }
 
 /// Whether the key's type, its `allowed_routes` and its owner's role permissions allow a route.

@@ -255,6 +255,18 @@ impl Identity {
         {
             reach = reach.max(Reach::Read);
         }
+        // A proxy admin's (or viewer's) keys are never managed from below.
+        if let Some(owner) = key.user_id.as_deref()
+            && self.user_id() != Some(owner)
+            && dir.user(owner).is_some_and(|u| {
+                matches!(
+                    u.record.user_role,
+                    GlobalRole::ProxyAdmin | GlobalRole::ProxyAdminViewer
+                )
+            })
+        {
+            reach = reach.min(Reach::Read);
+        }
         reach
     }
 

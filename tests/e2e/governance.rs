@@ -367,12 +367,21 @@ async fn nobody_gains_power_through_someone_else_s_key_or_their_own() {
         )
         .await;
     assert_eq!(s, 403, "{out}");
-    // An LLM-only key for the teammate is fine, and it manages nothing.
+    // Not even an LLM-only one: a proxy admin's keys come from proxy admins.
     let (s, out) = api
         .post_as(
             ta,
             "/key/generate",
             json!({"user_id": id("boss"), "team_id": id("TA"), "key_type": "llm_api"}),
+        )
+        .await;
+    assert_eq!(s, 403, "{out}");
+    // An LLM-only key for an ordinary teammate is fine, and it manages nothing.
+    let (s, out) = api
+        .post_as(
+            ta,
+            "/key/generate",
+            json!({"user_id": id("uin"), "team_id": id("TA"), "key_type": "llm_api"}),
         )
         .await;
     assert_eq!(s, 200, "{out}");
@@ -644,4 +653,173 @@ async fn personal_keys_fall_under_their_owner_s_organisation() {
         )
         .await;
     assert_eq!(s, 200);
+}
+
+/// Second review's findings, closed: no personal key escapes its owner's organisations (not by
+/// an explicit null, not by detaching it later), proxy admins' memberships and keys are not
+/// managed from below, and an admin's restricted key cannot scrape metrics.
+#[tokio::test]
+async fn personal_keys_cannot_leave_their_organisation_and_proxy_admins_stay_above() {
+    let api = Api::start();
+    ok(
+        &api,
+        "/organization/new",
+        json!({"organization_id": "A", "organization_alias": "A", "models": ["mock/a"]}),
+    )
+    .await;
+    ok(
+        &api,
+        "/organization/new",
+        json!({"organization_id": "A1", "organization_alias": "A1", "parent_organization_id": "A"}),
+    )
+    .await;
+    let solo = ok(
+        &api,
+        "/user/new",
+        json!({"user_id": "solo", "organization_id": "A1"}),
+    )
+    .await;
+    let solo_key = solo["key"].as_str().unwrap().to_string();
+    // Asking for no organisation still lands in the owner's.
+    let (s, k) = api
+        .post_as(&solo_key, "/key/generate", json!({"organization_id": null}))
+        .await;
+    assert_eq!(s, 200, "{k}");
+    assert_eq!(k["organization_id"], "A1");
+    let k = k["key"].as_str().unwrap().to_string();
+    assert_eq!(chat(&api, &k, "mock/b").await, 403);
+    // Detaching a key does not free it: an unbound personal key answers to all the owner's
+    // organisations.
+    let (s, _) = api
+        .post_as(
+            &solo_key,
+            "/key/update",
+            json!({"key": k, "organization_id": null}),
+        )
+        .await;
+    assert!(s == 200 || s == 403, "{s}");
+    assert_eq!(chat(&api, &k, "mock/b").await, 403);
+    assert_eq!(chat(&api, &k, "mock/a").await, 200);
+    // Leaving the organisation stops a key bound to it.
+    let (s, _) = api
+        .post(
+            "/organization/member_delete",
+            json!({"organization_id": "A1", "user_id": "solo"}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(chat(&api, &solo_key, "mock/a").await, 401);
+
+    // A proxy admin inside A1 and a team there: the org admin of A cannot touch its
+    // memberships or keys.
+    ok(
+        &api,
+        "/team/new",
+        json!({"team_id": "TA", "organization_id": "A1"}),
+    )
+    .await;
+    let boss = ok(
+        &api,
+        "/user/new",
+        json!({"user_id": "boss", "user_role": "proxy_admin", "auto_create_key": false}),
+    )
+    .await;
+    assert!(boss["key"].is_null());
+    ok(
+        &api,
+        "/organization/member_add",
+        json!({"organization_id": "A1", "member": {"user_id": "boss", "role": "internal_user"}}),
+    )
+    .await;
+    ok(
+        &api,
+        "/team/member_add",
+        json!({"team_id": "TA", "member": {"user_id": "boss", "role": "user"}}),
+    )
+    .await;
+    let boss_key = api
+        .generate(json!({"user_id": "boss", "team_id": "TA"}))
+        .await["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let oa = ok(
+        &api,
+        "/user/new",
+        json!({"user_id": "oa", "organization_id": "A"}),
+    )
+    .await;
+    let oa = oa["key"].as_str().unwrap().to_string();
+    let (s, _) = api
+        .post(
+            "/organization/member_update",
+            json!({"organization_id": "A", "user_id": "oa", "role": "org_admin"}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    for (path, body) in [
+        (
+            "/organization/member_update",
+            json!({"organization_id": "A1", "user_id": "boss", "role": "org_admin"}),
+        ),
+        (
+            "/organization/member_delete",
+            json!({"organization_id": "A1", "user_id": "boss"}),
+        ),
+        (
+            "/team/member_update",
+            json!({"team_id": "TA", "user_id": "boss", "role": "admin"}),
+        ),
+        (
+            "/team/member_delete",
+            json!({"team_id": "TA", "user_id": "boss"}),
+        ),
+        ("/key/block", json!({"key": boss_key})),
+        ("/key/delete", json!({"keys": [boss_key]})),
+        (
+            "/key/generate",
+            json!({"user_id": "boss", "team_id": "TA", "key_type": "llm_api"}),
+        ),
+    ] {
+        assert_eq!(
+            status(&api, &oa, path, body.clone()).await,
+            403,
+            "{path} {body}"
+        );
+    }
+    assert_eq!(chat(&api, &boss_key, "mock/a").await, 200);
+
+    // An admin's LLM-only key cannot read the metrics (the listener here is loopback, so make
+    // scraping need an admin first).
+    let api = Api::on(
+        crate::harness::Options::new()
+            .config("general_settings:\n  metrics_auth: admin\n")
+            .start(),
+    );
+    let admin = ok(
+        &api,
+        "/user/new",
+        json!({"user_id": "adm", "user_role": "proxy_admin", "auto_create_key": false}),
+    )
+    .await;
+    assert!(admin["key"].is_null());
+    let llm_only = api
+        .generate(json!({"user_id": "adm", "key_type": "llm_api"}))
+        .await["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let full = api.generate(json!({"user_id": "adm"})).await["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(api.get_as(&llm_only, "/metrics").await.0, 403);
+    let resp = api
+        .http
+        .get(api.gw.url("/metrics"))
+        .bearer_auth(&full)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
 }

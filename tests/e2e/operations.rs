@@ -571,3 +571,35 @@ fn a_data_file_from_a_newer_schema_is_refused_and_left_untouched() {
     assert!(!data_file(&target).exists());
     assert!(unchanged());
 }
+
+/// A data file damaged page by page (redb panics on some such files): every command reports
+/// damage with exit 1 — never a crash — and `restore --force` replaces it, as the server's
+/// own advice says.
+#[tokio::test]
+async fn damaged_data_files_are_reported_and_restore_force_replaces_them() {
+    let api = Api::start();
+    for i in 0..20 {
+        api.generate(json!({"key_alias": format!("d{i}")})).await;
+    }
+    let (dir, _keep) = stop(api);
+    let good = dir.join("good.pcb");
+    assert_eq!(backup(&dir, &good).code, 0);
+    let pristine = std::fs::read(data_file(&dir)).unwrap();
+    for page in 1..(pristine.len() / 4096).min(24) {
+        let mut damaged = pristine.clone();
+        damaged[page * 4096..(page + 1) * 4096].fill(0);
+        std::fs::write(data_file(&dir), &damaged).unwrap();
+        for run in [verify(&dir), backup(&dir, &dir.join("again.pcb"))] {
+            assert!(
+                matches!(run.code, 0 | 1),
+                "page {page}: exit {} {}",
+                run.code,
+                run.out
+            );
+            assert!(!run.out.contains("panicked"), "page {page}: {}", run.out);
+        }
+        let run = restore(&good, &dir, true);
+        assert_eq!(run.code, 0, "page {page}: {}", run.out);
+        assert_eq!(verify(&dir).code, 0, "page {page}");
+    }
+}

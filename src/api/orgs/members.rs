@@ -81,7 +81,11 @@ fn find_user(
         (None, Some(email)) => tx.user_by_email(email)?,
         (None, None) => None,
     };
-    Ok(found.filter(|u| caller.identity.user_reach(dir, u) >= Reach::Read))
+    let found = found.filter(|u| caller.identity.user_reach(dir, u) >= Reach::Read);
+    if let Some(u) = &found {
+        caller.may_change_memberships_of(u)?;
+    }
+    Ok(found)
 }
 
 /// Runs a membership change on one organisation the caller manages the members of: `edit`

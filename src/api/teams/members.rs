@@ -129,12 +129,14 @@ fn find_user(
         Who::Id(id) => tx.get_user(id)?,
         Who::Email(e) => tx.user_by_email(e)?,
     };
-    found
+    let user = found
         .filter(|u| {
             who.identity.user_reach(dir, u) >= Reach::Read
                 || team_org.is_some_and(|o| u.organizations.iter().any(|m| m.organization_id == o))
         })
-        .ok_or_else(|| ApiError::NotFound(format!("User {spec} not found.")))
+        .ok_or_else(|| ApiError::NotFound(format!("User {spec} not found.")))?;
+    who.may_change_memberships_of(&user)?;
+    Ok(user)
 }
 
 /// Adds or removes `team_id` on the user's side of a membership.
@@ -251,6 +253,9 @@ pub(super) async fn member_delete(
                 Who::Id(id) => tx.get_user(id)?,
                 Who::Email(e) => tx.user_by_email(e)?,
             };
+            if let Some(u) = &user {
+                who.may_change_memberships_of(u)?;
+            }
             let user_id = match (&user, &target) {
                 (Some(u), _) => u.user_id.clone(),
                 (None, Who::Id(id)) => id.clone(),
@@ -303,11 +308,14 @@ pub(super) async fn member_update(
         team_id,
         needed,
         "updated",
-        move |tx, _, _, _, t| {
+        move |tx, _, _, who, t| {
             let id = match &target {
                 Who::Id(id) => id.clone(),
                 Who::Email(e) => tx.user_by_email(e)?.map(|u| u.user_id).unwrap_or_default(),
             };
+            if let Some(u) = tx.get_user(&id)? {
+                who.may_change_memberships_of(&u)?;
+            }
             let team_id = t.team_id.clone();
             let member = t
                 .members
