@@ -130,52 +130,34 @@ async fn build(api: &Api, p: &str) -> World {
     }
     let org_member = |org: String, u: String, role: &str| json!({"organization_id": org, "member": {"user_id": u, "role": role}});
     let team_member = |team: String, u: String, role: &str| json!({"team_id": team, "member": {"user_id": u, "role": role}});
-    ok(
-        api,
-        "/organization/member_add",
-        org_member(id("A"), id("oa"), "org_admin"),
-    )
-    .await;
-    for u in ["ta", "iu", "iv", "uin", "member"] {
+    let memberships = [
+        (id("A"), "oa", "org_admin"),
+        (id("A1"), "ta", "internal_user"),
+        (id("A1"), "iu", "internal_user"),
+        (id("A1"), "iv", "internal_user"),
+        (id("A1"), "uin", "internal_user"),
+        (id("A1"), "member", "internal_user"),
+        (id("A"), "orgmember", "internal_user"),
+        (id("B"), "uout", "internal_user"),
+    ];
+    for (org, u, role) in memberships {
         ok(
             api,
             "/organization/member_add",
-            org_member(id("A1"), id(u), "internal_user"),
+            org_member(org, id(u), role),
         )
         .await;
     }
-    ok(
-        api,
-        "/organization/member_add",
-        org_member(id("A"), id("orgmember"), "internal_user"),
-    )
-    .await;
-    ok(
-        api,
-        "/organization/member_add",
-        org_member(id("B"), id("uout"), "internal_user"),
-    )
-    .await;
-    ok(
-        api,
-        "/team/member_add",
-        team_member(id("TA"), id("ta"), "admin"),
-    )
-    .await;
-    for u in ["iu", "iv", "uin"] {
-        ok(
-            api,
-            "/team/member_add",
-            team_member(id("TA"), id(u), "user"),
-        )
-        .await;
+    let teams = [
+        (id("TA"), "ta", "admin"),
+        (id("TA"), "iu", "user"),
+        (id("TA"), "iv", "user"),
+        (id("TA"), "uin", "user"),
+        (id("TB"), "uout", "user"),
+    ];
+    for (team, u, role) in teams {
+        ok(api, "/team/member_add", team_member(team, id(u), role)).await;
     }
-    ok(
-        api,
-        "/team/member_add",
-        team_member(id("TB"), id("uout"), "user"),
-    )
-    .await;
 
     // Keys with a budget, so raising it is a raise.
     let key_in = ok(
