@@ -116,6 +116,28 @@ fn wildcard_match(pattern: &str, model: &str) -> Option<String> {
 
 impl Router {
     pub fn new(config: &Config) -> Router {
+        Router::build(config, None)
+    }
+
+    /// A new routing table for a reloaded config that keeps the live state (calls in flight,
+    /// latency, cooldown) of every deployment whose configuration did not change.
+    pub fn rebuilt(config: &Config, previous: &Router) -> Router {
+        Router::build(config, Some(previous))
+    }
+
+    fn build(config: &Config, previous: Option<&Router>) -> Router {
+        let same = |a: &Deployment, b: &Deployment| {
+            format!("{a:?}") == format!("{b:?}")
+                && a.api_key.as_ref().map(|k| k.expose()) == b.api_key.as_ref().map(|k| k.expose())
+        };
+        let kept = |d: &Deployment| -> Option<Arc<Member>> {
+            previous?
+                .order
+                .iter()
+                .flat_map(|g| g.members.iter())
+                .find(|m| same(&m.deployment, d))
+                .cloned()
+        };
         let mut groups: HashMap<String, Arc<Group>> = HashMap::new();
         let mut names: Vec<String> = Vec::new();
         let mut members: HashMap<String, Vec<Arc<Member>>> = HashMap::new();
@@ -123,14 +145,17 @@ impl Router {
             if !members.contains_key(&d.model_name) {
                 names.push(d.model_name.clone());
             }
-            members
-                .entry(d.model_name.clone())
-                .or_default()
-                .push(Arc::new(Member {
+            let member = kept(d).unwrap_or_else(|| {
+                Arc::new(Member {
                     deployment: d.clone(),
                     headers: DeploymentHeaders::of(d),
                     health: Health::default(),
-                }));
+                })
+            });
+            members
+                .entry(d.model_name.clone())
+                .or_default()
+                .push(member);
         }
         let mut order = Vec::new();
         let mut wildcards = Vec::new();
@@ -455,6 +480,37 @@ fn error_class(error: &UpstreamError) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rebuilt_table_keeps_the_live_state_of_unchanged_deployments() {
+        let yaml = |b_key: &str| {
+            format!(
+                "model_list:\n  - model_name: a\n    litellm_params:\n      model: mock/a\n  - model_name: b\n    litellm_params:\n      model: openai/b\n      api_key: {b_key}\n"
+            )
+        };
+        let load = |text: String| {
+            Config::from_yaml(&text, &HashMap::new())
+                .map(|(c, _)| c)
+                .unwrap_or_else(|e| panic!("{e:?}"))
+        };
+        let old = Router::new(&load(yaml("sk-one")));
+        let member = |r: &Router, name: &str| r.resolve(name).map(|t| t.group.members[0].clone());
+        let busy = member(&old, "a").unwrap_or_else(|| panic!("a"));
+        let _in_flight = busy.health.begin();
+        let new = Router::rebuilt(&load(yaml("sk-two")), &old);
+        let a = member(&new, "a").unwrap_or_else(|| panic!("a"));
+        assert!(
+            Arc::ptr_eq(&a, &busy),
+            "unchanged deployment keeps its state"
+        );
+        assert_eq!(a.health.in_flight(), 1);
+        let b_old = member(&old, "b").unwrap_or_else(|| panic!("b"));
+        let b_new = member(&new, "b").unwrap_or_else(|| panic!("b"));
+        assert!(
+            !Arc::ptr_eq(&b_old, &b_new),
+            "a rotated key is a new deployment"
+        );
+    }
 
     #[test]
     fn wildcards_capture_the_middle() {

@@ -115,7 +115,7 @@ impl Reloader {
         let mut restart = restart_needed(&running, &new);
         let mut reloaded = Vec::new();
         if routing_changed {
-            let mut router = Router::new(&new);
+            let mut router = Router::rebuilt(&new, &app.router());
             // Keys' model rules were compiled with the access groups in force; changing the
             // groups would need every key recompiled, which a restart does.
             if router.access_groups() == app.router().access_groups() {
