@@ -53,10 +53,8 @@ pub(super) fn load(text: &str, env: &HashMap<String, String>) -> Loaded {
     }
     lookup.extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
     let mut errors = Vec::new();
+    // Unset variables are reported together with the type errors below, in one run.
     resolve_env(&mut value, "", &lookup, &mut errors);
-    if !errors.is_empty() {
-        return Err(errors);
-    }
 
     // Each section (and each model entry) is typed on its own, so one run reports every
     // type error rather than only the first.
@@ -196,15 +194,19 @@ fn resolve_env(
     env: &HashMap<String, String>,
     errors: &mut Vec<Problem>,
 ) {
+    let mut unset = false;
     match value {
         Value::String(s) => {
             if let Some(name) = s.strip_prefix("os.environ/") {
                 match env.get(name) {
                     Some(v) => *s = v.clone(),
-                    None => errors.push(problem(
-                        path,
-                        format!("environment variable {name} is not set"),
-                    )),
+                    None => {
+                        errors.push(problem(
+                            path,
+                            format!("environment variable {name} is not set"),
+                        ));
+                        unset = true;
+                    }
                 }
             }
         }
@@ -224,6 +226,11 @@ fn resolve_env(
             }
         }
         _ => {}
+    }
+    // The type checks still run on the rest; the unset value reads as absent, not as the
+    // `os.environ/` text (which would add a second, misleading problem at the same path).
+    if unset {
+        *value = Value::Null;
     }
 }
 
@@ -689,6 +696,32 @@ mod tests {
         assert!(
             paths.contains(&"router_settings.fallbacks[0].b[0]"),
             "{paths:?}"
+        );
+    }
+
+    #[test]
+    fn unset_variables_and_type_errors_come_in_one_run_without_values() {
+        let yaml = "model_list:\n  - model_name: a\n    litellm_params:\n      model: openai/x\n      api_key: os.environ/NOPE\n      rpm: sk-secret-rpm\ngeneral_settings:\n  max_request_size_mb: sk-secret-size\n";
+        let errs = load(yaml, &env()).err().unwrap_or_default();
+        let paths: Vec<_> = errs.iter().map(|w| w.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "model_list[0].litellm_params.api_key",
+                "model_list[0].litellm_params.rpm",
+                "general_settings.max_request_size_mb",
+            ]
+        );
+        // The values are not repeated: they may be secrets under the wrong key.
+        assert!(
+            errs.iter().all(|e| !e.message.contains("sk-secret")),
+            "{errs:?}"
+        );
+        let bad_yaml = "a: {b: sk-secret-in-a-line, c\nd: 1\n";
+        let errs = load(bad_yaml, &env()).err().unwrap_or_default();
+        assert!(
+            !errs.is_empty() && errs.iter().all(|e| !e.message.contains("sk-secret")),
+            "{errs:?}"
         );
     }
 
