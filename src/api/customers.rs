@@ -81,21 +81,8 @@ pub fn change(
         .or(before)
         .map(|c| c.user_id.clone())
         .unwrap_or_default();
-    // Audit entries record the object, not a live counter.
-    let record = |c: &CustomerRecord| {
-        let mut v = view(c, 0.0);
-        if let Some(m) = v.as_object_mut() {
-            m.remove("spend");
-        }
-        v.to_string()
-    };
-    Change {
-        action: action.to_string(),
-        table_name: TABLE.to_string(),
-        object_id: id,
-        before_value: before.map(record).unwrap_or_default(),
-        updated_values: after.map(record).unwrap_or_default(),
-    }
+    let view = |c: &CustomerRecord| view(c, 0.0);
+    super::audit_change(action, TABLE, id, before.map(view), after.map(view))
 }
 
 /// End users are outside every organisation, so changing them is a proxy admin's job; a

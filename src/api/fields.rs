@@ -219,3 +219,18 @@ pub fn check_id(id: &str, field: &str) -> Result<(), ApiError> {
     }
     Ok(())
 }
+
+/// A caller-chosen id from `field`, or a fresh uuid when it is absent or null.
+pub fn id_or_new(body: &Map<String, Value>, field: &str) -> Result<String, ApiError> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(uuid::Uuid::new_v4().to_string()),
+        Some(Value::String(s)) => {
+            check_id(s, field)?;
+            Ok(s.clone())
+        }
+        Some(_) => Err(ApiError::invalid(
+            format!("`{field}` must be a string."),
+            field,
+        )),
+    }
+}

@@ -65,15 +65,6 @@ fn key_arg(body: &Map<String, Value>) -> Result<String, ApiError> {
     }
 }
 
-/// A key as an audit entry records it: its fields, without live counters.
-fn audit_view(r: &KeyRecord) -> String {
-    let mut v = view(r, 0.0);
-    if let Some(m) = v.as_object_mut() {
-        m.remove("spend");
-    }
-    v.to_string()
-}
-
 /// A key as the API shows it, with its live meter: current-period spend and, under a
 /// `budget_duration`, when that period ends.
 pub(super) fn live_view(app: &AppState, r: &KeyRecord) -> Value {
@@ -96,13 +87,14 @@ pub(super) fn change(
     after: Option<&KeyRecord>,
     token: &str,
 ) -> Change {
-    Change {
-        action: action.to_string(),
-        table_name: TABLE.to_string(),
-        object_id: token.to_string(),
-        before_value: before.map(audit_view).unwrap_or_default(),
-        updated_values: after.map(audit_view).unwrap_or_default(),
-    }
+    let view = |r: &KeyRecord| view(r, 0.0);
+    super::audit_change(
+        action,
+        TABLE,
+        token.to_string(),
+        before.map(view),
+        after.map(view),
+    )
 }
 
 fn check_alias_free(tx: &Tx, alias: Option<&str>, token: &str) -> Result<(), ApiError> {

@@ -46,6 +46,30 @@ async fn body_of(
         .map_err(ApiError::Body)
 }
 
+/// The audit entry of a change to one object, from its JSON views before and after. Live
+/// counters (`spend`) are left out: an entry records the object, not its meter.
+fn audit_change(
+    action: &str,
+    table: &str,
+    object_id: String,
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+) -> crate::audit::Change {
+    let text = |mut v: serde_json::Value| {
+        if let Some(m) = v.as_object_mut() {
+            m.remove("spend");
+        }
+        v.to_string()
+    };
+    crate::audit::Change {
+        action: action.to_string(),
+        table_name: table.to_string(),
+        object_id,
+        before_value: before.map(text).unwrap_or_default(),
+        updated_values: after.map(text).unwrap_or_default(),
+    }
+}
+
 /// The caller's spend view of a meter: current-period spend.
 fn spend(meter: &crate::limits::Meter, limits: &crate::limits::Limits) -> f64 {
     meter.snapshot(limits, crate::types::now_ms()).spend

@@ -76,13 +76,8 @@ pub fn change(action: &str, before: Option<&OrgRecord>, after: Option<&OrgRecord
         .or(before)
         .map(|o| o.organization_id.clone())
         .unwrap_or_default();
-    Change {
-        action: action.to_string(),
-        table_name: TABLE.to_string(),
-        object_id: id,
-        before_value: before.map(|o| view(o, 0.0).to_string()).unwrap_or_default(),
-        updated_values: after.map(|o| view(o, 0.0).to_string()).unwrap_or_default(),
-    }
+    let view = |o: &OrgRecord| view(o, 0.0);
+    super::audit_change(action, TABLE, id, before.map(view), after.map(view))
 }
 
 fn entry_view(e: &OrgEntry) -> Value {
@@ -97,17 +92,7 @@ fn visible(dir: &Directory, caller: &Caller, id: &str) -> Result<Arc<OrgEntry>, 
 }
 
 fn id_arg(body: &Map<String, Value>) -> Result<String, ApiError> {
-    match body.get("organization_id") {
-        None | Some(Value::Null) => Ok(uuid::Uuid::new_v4().to_string()),
-        Some(Value::String(s)) => {
-            super::fields::check_id(s, "organization_id")?;
-            Ok(s.clone())
-        }
-        Some(_) => Err(ApiError::invalid(
-            "`organization_id` must be a string.",
-            "organization_id",
-        )),
-    }
+    super::fields::id_or_new(body, "organization_id")
 }
 
 /// Applies the writable fields present in `body` (the parent and memberships excluded).

@@ -104,13 +104,8 @@ pub fn change(action: &str, before: Option<&TeamRecord>, after: Option<&TeamReco
         .or(before)
         .map(|t| t.team_id.clone())
         .unwrap_or_default();
-    Change {
-        action: action.to_string(),
-        table_name: TABLE.to_string(),
-        object_id: id,
-        before_value: before.map(|t| view(t, 0.0).to_string()).unwrap_or_default(),
-        updated_values: after.map(|t| view(t, 0.0).to_string()).unwrap_or_default(),
-    }
+    let view = |t: &TeamRecord| view(t, 0.0);
+    super::audit_change(action, TABLE, id, before.map(view), after.map(view))
 }
 
 /// The team as it is now, with its live spend.
@@ -213,14 +208,7 @@ async fn new_team(
 ) -> Result<Json<Value>, ApiError> {
     caller.require_writer()?;
     let body = body_of(&app, &headers, body).await?;
-    let team_id = match body.get("team_id") {
-        None | Some(Value::Null) => uuid::Uuid::new_v4().to_string(),
-        Some(Value::String(s)) => {
-            super::fields::check_id(s, "team_id")?;
-            s.clone()
-        }
-        Some(_) => return Err(ApiError::invalid("`team_id` must be a string.", "team_id")),
-    };
+    let team_id = super::fields::id_or_new(&body, "team_id")?;
     let now = now_ms();
     let mut team = TeamRecord {
         team_id,

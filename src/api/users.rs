@@ -3,7 +3,7 @@
 //! Password hashes never leave the server.
 
 use super::fields::{
-    boolean, budget_field, budget_view, cascade, check_budget, check_id, id_list, metadata,
+    boolean, budget_field, budget_view, cascade, check_budget, id_list, id_or_new, metadata,
     metadata_view, positive, string, strings,
 };
 use super::write::commit;
@@ -103,13 +103,8 @@ pub fn change(action: &str, before: Option<&UserRecord>, after: Option<&UserReco
         .or(before)
         .map(|u| u.user_id.clone())
         .unwrap_or_default();
-    Change {
-        action: action.to_string(),
-        table_name: TABLE.to_string(),
-        object_id: id,
-        before_value: before.map(|u| view(u, 0.0).to_string()).unwrap_or_default(),
-        updated_values: after.map(|u| view(u, 0.0).to_string()).unwrap_or_default(),
-    }
+    let view = |u: &UserRecord| view(u, 0.0);
+    super::audit_change(action, TABLE, id, before.map(view), after.map(view))
 }
 
 /// A new internal user with nothing granted.
@@ -234,14 +229,7 @@ async fn new_user(
 ) -> Result<Json<Value>, ApiError> {
     caller.require_writer()?;
     let body = body_of(&app, &headers, body).await?;
-    let user_id = match body.get("user_id") {
-        None | Some(Value::Null) => uuid::Uuid::new_v4().to_string(),
-        Some(Value::String(s)) => {
-            check_id(s, "user_id")?;
-            s.clone()
-        }
-        Some(_) => return Err(ApiError::invalid("`user_id` must be a string.", "user_id")),
-    };
+    let user_id = id_or_new(&body, "user_id")?;
     let mut user = blank_user(&user_id, &caller.label());
     apply(&mut user, &body)?;
     check_role_grant(&caller, user.user_role)?;
