@@ -31,6 +31,9 @@ pub struct Inner {
     /// Held across an administrative write and the cache update that follows it, so two
     /// concurrent edits cannot land in the cache in the opposite order of their commits.
     pub admin_writes: std::sync::Mutex<()>,
+    /// The audit search index (`None` when it could not be opened: `/audit` then scans the
+    /// table, and `/audit/search` and `/audit/export` answer 503).
+    pub audit_index: Option<Arc<crate::audit_index::AuditIndex>>,
     phase: AtomicU8,
 }
 
@@ -56,6 +59,7 @@ impl AppState {
         upstream: crate::providers::HttpClient,
         body_limits: crate::request::BodyLimits,
         metrics: Arc<crate::metrics::Metrics>,
+        audit_index: Option<Arc<crate::audit_index::AuditIndex>>,
     ) -> Self {
         AppState(Arc::new(Inner {
             auth,
@@ -67,6 +71,7 @@ impl AppState {
             body_limits,
             metrics,
             admin_writes: std::sync::Mutex::new(()),
+            audit_index,
             phase: AtomicU8::new(Phase::Starting as u8),
         }))
     }

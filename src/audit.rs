@@ -18,6 +18,8 @@ pub enum Actor {
         key: Option<String>,
         role: String,
     },
+    /// A SCIM client, by the id of its token (`scim:<id>`).
+    Scim(String),
 }
 
 impl Actor {
@@ -34,7 +36,7 @@ impl Actor {
         match self {
             Actor::Key(hash) => Some(hash),
             Actor::User { key, .. } => key.as_deref(),
-            Actor::MasterKey | Actor::System => None,
+            Actor::MasterKey | Actor::System | Actor::Scim(_) => None,
         }
     }
 
@@ -44,6 +46,16 @@ impl Actor {
             Actor::Key(hash) => format!("key:{hash}"),
             Actor::System => "system".to_string(),
             Actor::User { user_id, .. } => format!("user:{user_id}"),
+            Actor::Scim(id) => format!("scim:{id}"),
+        }
+    }
+
+    /// The role the actor acted in, where it had one.
+    pub fn role(&self) -> Option<&str> {
+        match self {
+            Actor::User { role, .. } => Some(role),
+            Actor::MasterKey => Some("proxy_admin"),
+            Actor::Key(_) | Actor::System | Actor::Scim(_) => None,
         }
     }
 }
@@ -57,7 +69,7 @@ pub struct Origin {
 }
 
 /// One change, as the caller describes it. The store adds the sequence number, time and hashes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Change {
     /// LiteLLM's verbs: `created`, `updated`, `deleted`, `blocked`, `unblocked`, `rotated`.
     pub action: String,
@@ -67,6 +79,36 @@ pub struct Change {
     /// JSON text with secrets masked; empty when there was nothing before.
     pub before_value: String,
     pub updated_values: String,
+    /// The organisations and teams the object belongs to, before or after the change. The store
+    /// turns them into the entry's scope; they are not stored themselves (so this record encodes
+    /// exactly as it did before scopes existed).
+    #[serde(skip)]
+    pub within: Within,
+}
+
+/// Where an object sits in the tenancy tree, as its change names it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Within {
+    pub orgs: Vec<String>,
+    pub teams: Vec<String>,
+}
+
+impl Within {
+    pub fn add_org(&mut self, org: Option<&str>) {
+        if let Some(o) = org.filter(|o| !o.is_empty())
+            && !self.orgs.iter().any(|x| x == o)
+        {
+            self.orgs.push(o.to_string());
+        }
+    }
+
+    pub fn add_team(&mut self, team: Option<&str>) {
+        if let Some(t) = team.filter(|t| !t.is_empty())
+            && !self.teams.iter().any(|x| x == t)
+        {
+            self.teams.push(t.to_string());
+        }
+    }
 }
 
 /// A committed audit entry.
@@ -80,4 +122,34 @@ pub struct Entry {
     /// Hex sha256 of the previous entry (all zeros for the first): the chain that makes
     /// rewriting history detectable.
     pub prev_hash: String,
+    /// Every organisation the changed object sat in, with all their ancestors (root first):
+    /// an organisation's admins read the entries whose scope names it. Empty for proxy-level
+    /// objects and for entries written before scopes existed (schema < 3).
+    pub scope: Vec<String>,
+}
+
+/// An entry as schema 1 and 2 stored it (no scope). Old entries are read, never re-encoded:
+/// each one's hash is of its stored bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryV1 {
+    pub seq: u64,
+    pub timestamp_ms: i64,
+    pub actor: Actor,
+    pub origin: Origin,
+    pub change: Change,
+    pub prev_hash: String,
+}
+
+impl From<EntryV1> for Entry {
+    fn from(e: EntryV1) -> Entry {
+        Entry {
+            seq: e.seq,
+            timestamp_ms: e.timestamp_ms,
+            actor: e.actor,
+            origin: e.origin,
+            change: e.change,
+            prev_hash: e.prev_hash,
+            scope: Vec::new(),
+        }
+    }
 }

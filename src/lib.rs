@@ -2,6 +2,7 @@
 pub mod api;
 pub mod app;
 pub mod audit;
+pub mod audit_index;
 pub mod auth;
 pub mod config;
 pub mod gateway;

@@ -84,6 +84,12 @@ enum Command {
         #[arg(long, env = "PORTCULLIS_DATA_DIR", default_value = "./portcullis-data")]
         data_dir: PathBuf,
     },
+    /// Rebuild the audit search index from the audit log (the server must be stopped; a
+    /// running server rebuilds a missing or damaged index by itself at start-up).
+    Reindex {
+        #[arg(long, env = "PORTCULLIS_DATA_DIR", default_value = "./portcullis-data")]
+        data_dir: PathBuf,
+    },
     /// The audit log.
     Audit {
         #[command(subcommand)]
@@ -164,6 +170,10 @@ fn main() -> ExitCode {
         | Command::Audit {
             command: AuditCommand::Verify { data_dir },
         } => verify(&data_dir),
+        Command::Reindex { data_dir }
+        | Command::Audit {
+            command: AuditCommand::Reindex { data_dir },
+        } => reindex(&data_dir),
         Command::Serve {
             config,
             data_dir,
@@ -218,6 +228,41 @@ enum AuditCommand {
         #[arg(long, env = "PORTCULLIS_DATA_DIR", default_value = "./portcullis-data")]
         data_dir: PathBuf,
     },
+    /// The same as `portcullis reindex`.
+    Reindex {
+        #[arg(long, env = "PORTCULLIS_DATA_DIR", default_value = "./portcullis-data")]
+        data_dir: PathBuf,
+    },
+}
+
+fn reindex(data_dir: &std::path::Path) -> ExitCode {
+    let path = data_dir.join(portcullis::store::backup::DATA_FILE);
+    if !std::fs::metadata(&path).is_ok_and(|m| m.len() > 0) {
+        eprintln!("portcullis reindex: no data file at {}", path.display());
+        return ExitCode::from(64);
+    }
+    let started = std::time::Instant::now();
+    let store = match portcullis::store::Store::open(&path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("portcullis reindex: {e} (is a server running on this data directory?)");
+            return ExitCode::FAILURE;
+        }
+    };
+    match portcullis::audit_index::reindex(data_dir, &store) {
+        Ok(n) => {
+            println!(
+                "indexed {n} audit entries into {} in {:.1} s",
+                portcullis::audit_index::index_dir(data_dir).display(),
+                started.elapsed().as_secs_f64()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("portcullis reindex: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn backup(data_dir: &std::path::Path, out: &std::path::Path) -> ExitCode {

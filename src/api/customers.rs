@@ -82,7 +82,15 @@ pub fn change(
         .map(|c| c.user_id.clone())
         .unwrap_or_default();
     let view = |c: &CustomerRecord| view(c, 0.0);
-    super::audit_change(action, TABLE, id, before.map(view), after.map(view))
+    // End users are proxy-level objects: only proxy admins read their entries.
+    super::audit_change(
+        action,
+        TABLE,
+        id,
+        before.map(view),
+        after.map(view),
+        crate::audit::Within::default(),
+    )
 }
 
 /// End users are outside every organisation, so changing them is a proxy admin's job; a

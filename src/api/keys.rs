@@ -88,12 +88,18 @@ pub(super) fn change(
     token: &str,
 ) -> Change {
     let view = |r: &KeyRecord| view(r, 0.0);
+    let mut within = crate::audit::Within::default();
+    for r in before.into_iter().chain(after) {
+        within.add_org(r.organization_id.as_deref());
+        within.add_team(r.team_id.as_deref());
+    }
     super::audit_change(
         action,
         TABLE,
         token.to_string(),
         before.map(view),
         after.map(view),
+        within,
     )
 }
 

@@ -46,14 +46,16 @@ async fn body_of(
         .map_err(ApiError::Body)
 }
 
-/// The audit entry of a change to one object, from its JSON views before and after. Live
-/// counters (`spend`) are left out: an entry records the object, not its meter.
+/// The audit entry of a change to one object, from its JSON views before and after and where it
+/// sits (which decides who may read the entry). Live counters (`spend`) are left out: an entry
+/// records the object, not its meter.
 fn audit_change(
     action: &str,
     table: &str,
     object_id: String,
     before: Option<serde_json::Value>,
     after: Option<serde_json::Value>,
+    within: crate::audit::Within,
 ) -> crate::audit::Change {
     let text = |mut v: serde_json::Value| {
         if let Some(m) = v.as_object_mut() {
@@ -67,6 +69,7 @@ fn audit_change(
         object_id,
         before_value: before.map(text).unwrap_or_default(),
         updated_values: after.map(text).unwrap_or_default(),
+        within,
     }
 }
 

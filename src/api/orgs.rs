@@ -77,7 +77,11 @@ pub fn change(action: &str, before: Option<&OrgRecord>, after: Option<&OrgRecord
         .map(|o| o.organization_id.clone())
         .unwrap_or_default();
     let view = |o: &OrgRecord| view(o, 0.0);
-    super::audit_change(action, TABLE, id, before.map(view), after.map(view))
+    let mut within = crate::audit::Within::default();
+    for r in before.into_iter().chain(after) {
+        within.add_org(Some(&r.organization_id));
+    }
+    super::audit_change(action, TABLE, id, before.map(view), after.map(view), within)
 }
 
 fn entry_view(e: &OrgEntry) -> Value {

@@ -105,7 +105,12 @@ pub fn change(action: &str, before: Option<&TeamRecord>, after: Option<&TeamReco
         .map(|t| t.team_id.clone())
         .unwrap_or_default();
     let view = |t: &TeamRecord| view(t, 0.0);
-    super::audit_change(action, TABLE, id, before.map(view), after.map(view))
+    let mut within = crate::audit::Within::default();
+    for r in before.into_iter().chain(after) {
+        within.add_org(r.organization_id.as_deref());
+        within.add_team(Some(&r.team_id));
+    }
+    super::audit_change(action, TABLE, id, before.map(view), after.map(view), within)
 }
 
 /// The team as it is now, with its live spend.

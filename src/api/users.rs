@@ -104,7 +104,16 @@ pub fn change(action: &str, before: Option<&UserRecord>, after: Option<&UserReco
         .map(|u| u.user_id.clone())
         .unwrap_or_default();
     let view = |u: &UserRecord| view(u, 0.0);
-    super::audit_change(action, TABLE, id, before.map(view), after.map(view))
+    let mut within = crate::audit::Within::default();
+    for r in before.into_iter().chain(after) {
+        for m in &r.organizations {
+            within.add_org(Some(&m.organization_id));
+        }
+        for t in &r.teams {
+            within.add_team(Some(t));
+        }
+    }
+    super::audit_change(action, TABLE, id, before.map(view), after.map(view), within)
 }
 
 /// A new internal user with nothing granted.

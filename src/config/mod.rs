@@ -132,6 +132,8 @@ pub struct Config {
     pub idle_timeout: Duration,
     pub role_permissions: Vec<RolePermission>,
     pub spend_flush_interval: Duration,
+    /// How long audit entries are kept; `None` keeps them forever.
+    pub audit_retention: Option<Duration>,
     /// `None` (`auto`): decided by the listen address, see [`MetricsAuth::default_for`].
     pub metrics_auth: Option<MetricsAuth>,
 }

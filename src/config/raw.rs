@@ -87,6 +87,8 @@ pub struct RawGeneralSettings {
     pub spend_flush_interval: Option<f64>,
     /// Who may read `/metrics`: `auto`, `none`, `master_key` or `admin`.
     pub metrics_auth: Option<String>,
+    /// Days audit entries are kept (unset: forever).
+    pub audit_retention_days: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

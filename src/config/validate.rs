@@ -534,6 +534,19 @@ fn validate(raw: RawConfig, warnings: Vec<Problem>) -> Loaded {
             "must be more than 0 and at most 300 seconds",
         ));
     }
+    let audit_retention = match g.audit_retention_days {
+        None => None,
+        Some(d) if d.is_finite() && d > 0.0 && d <= 36_500.0 => {
+            Some(Duration::from_secs_f64(d * 86_400.0))
+        }
+        Some(_) => {
+            errors.push(problem(
+                "general_settings.audit_retention_days",
+                "must be a number of days more than 0 and at most 36500",
+            ));
+            None
+        }
+    };
     let metrics_auth = match g.metrics_auth.as_deref() {
         None | Some("auto") => None,
         Some(text) => {
@@ -556,6 +569,7 @@ fn validate(raw: RawConfig, warnings: Vec<Problem>) -> Loaded {
             metrics_auth,
             role_permissions,
             spend_flush_interval,
+            audit_retention,
             deployments,
             router,
             master_key: g.master_key.map(Secret::new),

@@ -145,6 +145,11 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServerError> {
         config.spend_flush_interval,
         flush_stop_rx,
     ));
+    let audit_index = start_audit_index(&opts.data_dir, &store).await;
+    let pruner = config
+        .audit_retention
+        .map(|keep| tokio::spawn(prune_audit_forever(store.clone(), keep)));
+    let indexer = audit_index.clone();
     let state = AppState::new(
         Authenticator::new(Some(&master), keys),
         directory,
@@ -158,6 +163,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServerError> {
             config.max_buffered_request_bytes,
         ),
         metrics,
+        audit_index,
     );
     let tls = opts.tls.clone().or(config.tls.clone());
     let (shutdown_timeout, idle_timeout) = (config.shutdown_timeout, config.idle_timeout);
@@ -180,5 +186,63 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServerError> {
     // After the drain: the last requests' spend is written before the process ends.
     let _ = flush_stop.send(true);
     let _ = flusher.await;
+    // Every handle on the store goes before the process ends, so redb records a clean close.
+    if let Some(p) = pruner {
+        p.abort();
+        let _ = p.await;
+    }
+    if let Some(index) = indexer {
+        let _ = tokio::task::spawn_blocking(move || index.stop()).await;
+    }
     served
+}
+
+/// Opens the audit search index (rebuilding it if needed, in the background). A failure is
+/// logged and the server runs without it: the audit log itself is in the store.
+async fn start_audit_index(
+    data_dir: &std::path::Path,
+    store: &Store,
+) -> Option<Arc<crate::audit_index::AuditIndex>> {
+    let dir = crate::audit_index::index_dir(data_dir);
+    let store = store.clone();
+    let opened =
+        tokio::task::spawn_blocking(move || crate::audit_index::AuditIndex::start(&dir, store))
+            .await;
+    match opened {
+        Ok(Ok(index)) => Some(index),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "the audit search index is unavailable; /audit scans the log");
+            None
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the audit search index is unavailable; /audit scans the log");
+            None
+        }
+    }
+}
+
+/// Applies `general_settings.audit_retention_days`: at start-up and then hourly, prunes the
+/// entries older than the retention period, a bounded batch per transaction.
+async fn prune_audit_forever(store: Store, keep: std::time::Duration) {
+    const BATCH: usize = 10_000;
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let cutoff = crate::types::now_ms() - keep.as_millis() as i64;
+        let store = store.clone();
+        let ran = tokio::task::spawn_blocking(move || {
+            let mut total = 0u64;
+            while let Some(p) = store.prune_audit(cutoff, BATCH)? {
+                total += p.entries;
+            }
+            Ok::<u64, crate::store::StoreError>(total)
+        })
+        .await;
+        match ran {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(entries = n, "audit retention pruned old entries"),
+            Ok(Err(e)) => tracing::error!(error = %e, "audit retention failed"),
+            Err(e) => tracing::error!(error = %e, "audit retention failed"),
+        }
+    }
 }

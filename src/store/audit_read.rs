@@ -1,7 +1,8 @@
 //! Reading the audit table: one entry, a filtered page (newest or oldest first), and the chain
 //! head. Entries are never changed through here — there is no write path but the store's commit.
 
-use super::{Store, StoreError, codec, tables};
+use super::audit_rows::AuditRows;
+use super::{Store, StoreError, tables};
 use crate::audit::Entry;
 use redb::ReadableTable;
 
@@ -15,6 +16,8 @@ pub struct AuditFilter {
     pub object_id: Option<String>,
     pub start_ms: Option<i64>,
     pub end_ms: Option<i64>,
+    /// The organisations whose subtrees the reader may see; `None` is everything.
+    pub visible_orgs: Option<Vec<String>>,
 }
 
 impl AuditFilter {
@@ -33,6 +36,10 @@ impl AuditFilter {
                 .changed_by_api_key
                 .as_ref()
                 .is_none_or(|k| e.actor.api_key() == Some(k.as_str()))
+            && self
+                .visible_orgs
+                .as_ref()
+                .is_none_or(|orgs| e.scope.iter().any(|o| orgs.contains(o)))
     }
 }
 
@@ -44,9 +51,21 @@ pub struct AuditPage {
 impl Store {
     pub fn audit_entry(&self, seq: u64) -> Result<Option<Entry>, StoreError> {
         let txn = self.read()?;
-        let t = txn.open_table(tables::AUDIT)?;
-        let found = t.get(seq)?;
-        found.map(|v| codec::decode(v.value())).transpose()
+        AuditRows::open(&txn)?.get(seq)
+    }
+
+    /// The entries with these sequence numbers, in the order given (missing ones — pruned —
+    /// are left out).
+    pub fn audit_entries_by_seq(&self, seqs: &[u64]) -> Result<Vec<Entry>, StoreError> {
+        let txn = self.read()?;
+        let rows = AuditRows::open(&txn)?;
+        let mut out = Vec::with_capacity(seqs.len());
+        for &seq in seqs {
+            if let Some(e) = rows.get(seq)? {
+                out.push(e);
+            }
+        }
+        Ok(out)
     }
 
     /// Entries matching `filter`, `page` (from 1) of `page_size`, newest first unless
@@ -59,27 +78,17 @@ impl Store {
         oldest_first: bool,
     ) -> Result<AuditPage, StoreError> {
         let txn = self.read()?;
-        let t = txn.open_table(tables::AUDIT)?;
+        let rows = AuditRows::open(&txn)?;
         let skip = page.saturating_sub(1).saturating_mul(page_size);
         let mut total = 0usize;
         let mut entries = Vec::new();
-        let mut visit = |bytes: &[u8]| -> Result<(), StoreError> {
-            let e: Entry = codec::decode(bytes)?;
+        for e in rows.entries(.., !oldest_first)? {
+            let e = e?;
             if filter.matches(&e) {
                 if total >= skip && entries.len() < page_size {
                     entries.push(e);
                 }
                 total += 1;
-            }
-            Ok(())
-        };
-        if oldest_first {
-            for row in t.iter()? {
-                visit(row?.1.value())?;
-            }
-        } else {
-            for row in t.iter()?.rev() {
-                visit(row?.1.value())?;
             }
         }
         Ok(AuditPage { entries, total })

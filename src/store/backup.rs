@@ -649,6 +649,7 @@ mod tests {
                         object_id: format!("o{i}"),
                         before_value: String::new(),
                         updated_values: "{}".into(),
+                        within: Default::default(),
                     });
                     Ok::<_, StoreError>(())
                 })
@@ -778,6 +779,7 @@ mod load_tests {
                     object_id: format!("{i}"),
                     before_value: String::new(),
                     updated_values: "x".repeat(500),
+                    within: Default::default(),
                 });
                 Ok::<_, StoreError>(())
             })

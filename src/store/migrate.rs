@@ -10,6 +10,9 @@ pub fn run(txn: &WriteTransaction, found: u32) -> Result<(), StoreError> {
     if found < 2 {
         to_2(txn)?;
     }
+    // 3: audit entries gain a scope. Old entries stay in `audit_v1` byte for byte (their
+    // hashes are of those bytes); new ones continue the chain in `audit_v2`, which
+    // `create_all` makes. Nothing to convert.
     if found < SCHEMA_VERSION {
         tracing::info!(
             from = found,

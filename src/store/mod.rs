@@ -6,6 +6,8 @@
 //! run them on the blocking pool.
 
 mod audit_read;
+mod audit_retention;
+pub mod audit_rows;
 pub mod backup;
 pub mod budget;
 mod codec;
@@ -27,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use audit_read::{AuditFilter, AuditPage};
+pub use audit_retention::Pruned;
 pub use budget::Budget;
 pub use keys::KeyRecord;
 pub use tenancy::{
@@ -35,7 +38,7 @@ pub use tenancy::{
 };
 
 /// The schema this binary writes. A file with a higher number was written by a newer release.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 const FORMAT_MARKER: &[u8] = b"portcullis";
 /// redb's page cache. Its default (1 GiB) grows the process with every spend log page ever
 /// written; nothing on the request path reads the file, and the OS caches it anyway.
@@ -101,6 +104,47 @@ pub struct Store {
     /// Cleared by an I/O failure: redb then refuses every later write until the file is
     /// reopened, so readiness must stop saying healthy.
     healthy: Arc<std::sync::atomic::AtomicBool>,
+    /// Raised after every commit that appended audit entries (the search indexer waits on it).
+    appended: Arc<AppendSignal>,
+}
+
+/// The newest committed audit sequence number, and a condition to wait for a newer one (or for
+/// a poke: a reader asking the indexer to look again).
+#[derive(Default)]
+pub struct AppendSignal {
+    state: std::sync::Mutex<(u64, u64)>,
+    changed: std::sync::Condvar,
+}
+
+impl AppendSignal {
+    fn raise(&self, seq: u64) {
+        if let Ok(mut s) = self.state.lock() {
+            s.0 = s.0.max(seq);
+        }
+        self.changed.notify_all();
+    }
+
+    /// The newest head and the poke generation.
+    pub fn now(&self) -> (u64, u64) {
+        self.state.lock().map(|s| *s).unwrap_or_default()
+    }
+
+    /// Waits up to `timeout` for an entry after `seen` or a poke after generation `generation`.
+    pub fn wait_past(&self, seen: u64, generation: u64, timeout: std::time::Duration) {
+        if let Ok(s) = self.state.lock() {
+            let _ = self
+                .changed
+                .wait_timeout_while(s, timeout, |s| s.0 <= seen && s.1 == generation);
+        }
+    }
+
+    /// Wakes waiters without a new entry (to make them look again).
+    pub fn poke(&self) {
+        if let Ok(mut s) = self.state.lock() {
+            s.1 = s.1.wrapping_add(1);
+        }
+        self.changed.notify_all();
+    }
 }
 
 /// An open write transaction. Changes made through it are only committed together with the
@@ -156,10 +200,14 @@ impl Store {
         }
         tables::create_all(&txn)?;
         txn.commit()?;
-        Ok(Store {
+        let store = Store {
             db: Arc::new(db),
             healthy: Arc::new(std::sync::atomic::AtomicBool::new(true)),
-        })
+            appended: Arc::new(AppendSignal::default()),
+        };
+        let (head, _) = store.audit_head()?;
+        store.appended.raise(head);
+        Ok(store)
     }
 
     /// Runs `f` in one write transaction and commits it with the audit entries it recorded.
@@ -187,13 +235,22 @@ impl Store {
         if tx.dirty && tx.changes.is_empty() {
             return Err(StoreError::Unaudited.into());
         }
-        append_audit(&tx.txn, actor, origin, std::mem::take(&mut tx.changes))?;
+        let head = append_audit(
+            &self.db,
+            &tx.txn,
+            actor,
+            origin,
+            std::mem::take(&mut tx.changes),
+        )?;
         tx.txn.commit().map_err(|e| {
             if let redb::CommitError::Storage(s) = &e {
                 self.note_storage_failure(s);
             }
             StoreError::from(e)
         })?;
+        if let Some(seq) = head {
+            self.appended.raise(seq);
+        }
         Ok(out)
     }
 
@@ -208,6 +265,10 @@ impl Store {
         }
     }
 
+    pub fn appended(&self) -> &Arc<AppendSignal> {
+        &self.appended
+    }
+
     /// False once a write has failed with an I/O error (disk full, device gone).
     pub fn healthy(&self) -> bool {
         self.healthy.load(std::sync::atomic::Ordering::Relaxed)
@@ -220,13 +281,8 @@ impl Store {
     /// Audit entries from `from_seq` on, oldest first (at most `limit`).
     pub fn audit_entries(&self, from_seq: u64, limit: usize) -> Result<Vec<Entry>, StoreError> {
         let txn = self.read()?;
-        let table = txn.open_table(tables::AUDIT)?;
-        let mut out = Vec::new();
-        for row in table.range(from_seq..)?.take(limit) {
-            let (_, v) = row?;
-            out.push(codec::decode(v.value())?);
-        }
-        Ok(out)
+        let rows = audit_rows::AuditRows::open(&txn)?;
+        rows.entries(from_seq.., false)?.take(limit).collect()
     }
 }
 
@@ -333,22 +389,45 @@ fn has_foreign_tables(txn: &WriteTransaction) -> Result<bool, StoreError> {
 }
 
 fn append_audit(
+    db: &Database,
     txn: &WriteTransaction,
     actor: &Actor,
     origin: &Origin,
     changes: Vec<Change>,
-) -> Result<(), StoreError> {
+) -> Result<Option<u64>, StoreError> {
     if changes.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
+    // Writers are serialised, so a read transaction begun now sees the file exactly as this
+    // transaction found it: where a deleted or moved object used to sit.
+    let placed = changes
+        .iter()
+        .any(|c| !c.within.orgs.is_empty() || !c.within.teams.is_empty());
+    let before = if placed { Some(db.begin_read()?) } else { None };
+    let scopes = changes
+        .iter()
+        .map(|c| audit_rows::scope_of(&c.within, txn, before.as_ref()))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut entries = txn.open_table(tables::AUDIT)?;
     let mut hashes = txn.open_table(tables::AUDIT_HASHES)?;
     let (mut seq, mut prev_hash) = match hashes.last()? {
         Some((k, v)) => (k.value() + 1, v.value().to_string()),
-        None => (1, "0".repeat(64)),
+        // Empty: a new log, or retention pruned every entry (then the chain goes on from the
+        // checkpoint, never from the genesis again).
+        None => {
+            let checkpoint = txn.open_table(tables::AUDIT_CHECKPOINT)?;
+            let found = checkpoint.get(audit_rows::CHECKPOINT_KEY)?;
+            match found {
+                Some(v) => {
+                    let c: audit_rows::Checkpoint = codec::decode(v.value())?;
+                    (c.through_seq + 1, c.through_hash)
+                }
+                None => (1, "0".repeat(64)),
+            }
+        }
     };
     let now = crate::types::now_ms();
-    for change in changes {
+    for (change, scope) in changes.into_iter().zip(scopes) {
         let entry = Entry {
             seq,
             timestamp_ms: now,
@@ -356,6 +435,7 @@ fn append_audit(
             origin: origin.clone(),
             change,
             prev_hash: prev_hash.clone(),
+            scope,
         };
         let bytes = codec::encode(&entry)?;
         let hash = hex::encode(Sha256::digest(&bytes));
@@ -364,7 +444,7 @@ fn append_audit(
         prev_hash = hash;
         seq += 1;
     }
-    Ok(())
+    Ok(Some(seq - 1))
 }
 
 impl Tx {
@@ -409,6 +489,7 @@ mod tests {
             object_id: token.into(),
             before_value: String::new(),
             updated_values: "{}".into(),
+            within: Default::default(),
         }
     }
 

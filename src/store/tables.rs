@@ -7,8 +7,16 @@ use redb::TableDefinition;
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// Schema 1's keys (sha256 hex → `KeyRecordV1`); emptied and dropped by migration 2.
 pub const KEYS_V1: TableDefinition<&str, &[u8]> = TableDefinition::new("keys_v1");
-/// sequence number → encoded `audit::Entry`.
-pub const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit_v1");
+/// Schemas 1–2: sequence number → encoded `audit::EntryV1`. Never written again (each entry's
+/// hash is of its stored bytes, so old entries stay exactly as they were); later entries
+/// continue the same chain in `audit_v2`, and retention prunes both.
+pub const AUDIT_V1: TableDefinition<u64, &[u8]> = TableDefinition::new("audit_v1");
+/// sequence number → encoded `audit::Entry` (with its scope), from schema 3 on.
+pub const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit_v2");
+/// `pruned` → encoded `audit_rows::Checkpoint`: where the chain continues after retention
+/// removed its oldest entries.
+pub const AUDIT_CHECKPOINT: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("audit_checkpoint_v1");
 /// sequence number → hex sha256 of that entry (the chain head is the last row).
 pub const AUDIT_HASHES: TableDefinition<u64, &str> = TableDefinition::new("audit_hashes_v1");
 /// key alias → sha256 hex of the key: aliases are unique and deletable by name.
@@ -37,6 +45,7 @@ pub fn create_all(txn: &redb::WriteTransaction) -> Result<(), redb::TableError> 
     txn.open_table(KEY_ALIASES)?;
     txn.open_table(AUDIT)?;
     txn.open_table(AUDIT_HASHES)?;
+    txn.open_table(AUDIT_CHECKPOINT)?;
     txn.open_table(USERS)?;
     txn.open_table(USER_EMAILS)?;
     txn.open_table(TEAMS)?;

@@ -6,6 +6,7 @@
 //! left exactly as it was. The chain walk, [`audit_chain`], takes any read transaction, so a
 //! live server can run it on its own store ([`Store::verify_audit_chain`]).
 
+use super::audit_rows::{self, AuditRows, Checkpoint, Layout};
 use super::backup::{self, BackupError};
 use super::keys::{KeyRecord, KeyRecordV1};
 use super::records::RecordTable;
@@ -101,20 +102,17 @@ impl ChainReport {
 
 type Rows<'a, V> = Box<dyn Iterator<Item = Result<(u64, V), StoreError>> + 'a>;
 
-/// Walks `audit_v1` and `audit_hashes_v1` together, in sequence order: each entry must be
-/// present in both, hash to its stored hash, decode, carry its own sequence number, and name
-/// the previous entry's stored hash; sequence numbers start at 1 and have no gaps. Stops at the
-/// first break.
+/// Walks the entries (`audit_v1`, then `audit_v2`) and `audit_hashes_v1` together, in
+/// sequence order: each entry must be present in both, hash to its stored hash, decode, carry
+/// its own sequence number, and name the previous entry's stored hash; sequence numbers start
+/// at 1 — or, after retention pruned the oldest, right after the checkpoint, whose hash the
+/// first kept entry must name and which the pruning's own entry must confirm — and have no
+/// gaps. Stops at the first break.
 pub fn audit_chain(txn: &ReadTransaction) -> Result<ChainReport, StoreError> {
-    let entries = open_if_present(txn, tables::AUDIT)?;
+    let entries = AuditRows::open(txn)?;
     let hashes = open_if_present(txn, tables::AUDIT_HASHES)?;
-    let mut entry_rows: Rows<'_, Vec<u8>> = match &entries {
-        Some(t) => Box::new(t.iter()?.map(|row| {
-            row.map(|(k, v)| (k.value(), v.value().to_vec()))
-                .map_err(StoreError::from)
-        })),
-        None => Box::new(std::iter::empty()),
-    };
+    let checkpoint = audit_rows::checkpoint(txn)?;
+    let mut entry_rows = entries.range(.., false)?;
     let mut hash_rows: Rows<'_, String> = match &hashes {
         Some(t) => Box::new(t.iter()?.map(|row| {
             row.map(|(k, v)| (k.value(), v.value().to_string()))
@@ -124,24 +122,27 @@ pub fn audit_chain(txn: &ReadTransaction) -> Result<ChainReport, StoreError> {
     };
     let mut next_entry = entry_rows.next().transpose()?;
     let mut next_hash = hash_rows.next().transpose()?;
-    let mut expected: u64 = 1;
-    let mut prev_hash = GENESIS.to_string();
+    let (mut expected, mut prev_hash) = match &checkpoint {
+        Some(c) => (c.through_seq + 1, c.through_hash.clone()),
+        None => (1, GENESIS.to_string()),
+    };
     let mut report = ChainReport {
         verified: 0,
         head: None,
         first_break: None,
     };
+    let mut confirmed = checkpoint.is_none();
     loop {
         let seq = match (&next_entry, &next_hash) {
             (None, None) => break,
-            (Some((a, _)), None) => *a,
+            (Some((a, _, _)), None) => *a,
             (None, Some((b, _))) => *b,
-            (Some((a, _)), Some((b, _))) => (*a).min(*b),
+            (Some((a, _, _)), Some((b, _))) => (*a).min(*b),
         };
-        let bytes = match next_entry.take_if(|(k, _)| *k == seq) {
-            Some((_, b)) => {
+        let bytes = match next_entry.take_if(|(k, _, _)| *k == seq) {
+            Some((_, b, layout)) => {
                 next_entry = entry_rows.next().transpose()?;
-                Some(b)
+                Some((b, layout))
             }
             None => None,
         };
@@ -152,7 +153,21 @@ pub fn audit_chain(txn: &ReadTransaction) -> Result<ChainReport, StoreError> {
             }
             None => None,
         };
-        match link(expected, seq, bytes, stored, &prev_hash) {
+        let linked = link(
+            expected,
+            seq,
+            bytes,
+            stored,
+            &prev_hash,
+            checkpoint.as_ref(),
+        );
+        match linked.and_then(|(hash, entry)| {
+            if let Some(c) = checkpoint.as_ref().filter(|c| c.recorded_by_seq == seq) {
+                confirms(c, &entry)?;
+                confirmed = true;
+            }
+            Ok(hash)
+        }) {
             Ok(hash) => {
                 report.verified += 1;
                 report.head = Some(ChainHead {
@@ -168,36 +183,76 @@ pub fn audit_chain(txn: &ReadTransaction) -> Result<ChainReport, StoreError> {
             }
         }
     }
+    if let (false, None, Some(c)) = (confirmed, &report.first_break, &checkpoint) {
+        report.first_break = Some(ChainBreak {
+            seq: c.recorded_by_seq,
+            kind: BreakKind::Missing,
+            detail: format!(
+                "the retention checkpoint (entries through {}) names this entry as its record, \
+                 but it is not in the log",
+                c.through_seq
+            ),
+        });
+    }
     Ok(report)
+}
+
+/// The pruning entry must name the checkpoint exactly: a checkpoint moved later (to hide
+/// deleted entries) contradicts the chained record of the real one.
+fn confirms(c: &Checkpoint, entry: &Entry) -> Result<(), ChainBreak> {
+    let values: serde_json::Value =
+        serde_json::from_str(&entry.change.updated_values).unwrap_or_default();
+    let names_it = entry.change.action == "pruned"
+        && values["through_seq"].as_u64() == Some(c.through_seq)
+        && values["through_hash"].as_str() == Some(c.through_hash.as_str());
+    if names_it {
+        Ok(())
+    } else {
+        Err(ChainBreak {
+            seq: entry.seq,
+            kind: BreakKind::Unlinked,
+            detail: format!(
+                "the retention checkpoint says this entry recorded pruning through entry {}, \
+                 but it records something else (the checkpoint was moved)",
+                c.through_seq
+            ),
+        })
+    }
 }
 
 /// Checks one position of the chain; the entry's stored hash if it holds.
 fn link(
     expected: u64,
     seq: u64,
-    bytes: Option<Vec<u8>>,
+    bytes: Option<(Vec<u8>, Layout)>,
     stored: Option<String>,
     prev_hash: &str,
-) -> Result<String, ChainBreak> {
+    checkpoint: Option<&Checkpoint>,
+) -> Result<(String, Entry), ChainBreak> {
     let broken = |seq, kind, detail: String| ChainBreak { seq, kind, detail };
     if seq != expected {
         let detail = if expected == 1 {
             format!("the log starts at entry {seq}")
+        } else if checkpoint.is_some_and(|c| c.through_seq + 1 == expected) {
+            format!(
+                "retention pruned the log through entry {}, but it continues at entry {seq}",
+                expected - 1
+            )
         } else {
             format!("entry {} is followed by entry {seq}", expected - 1)
         };
         return Err(broken(expected, BreakKind::Missing, detail));
     }
     let gone = |what: &str| broken(seq, BreakKind::Missing, format!("its {what} is gone"));
-    let bytes = bytes.ok_or_else(|| gone("entry (its hash is still stored)"))?;
+    let (bytes, layout) = bytes.ok_or_else(|| gone("entry (its hash is still stored)"))?;
     let stored = stored.ok_or_else(|| gone("stored hash (the entry is still there)"))?;
     let actual = hex::encode(Sha256::digest(&bytes));
     if actual != stored {
         let detail = format!("its bytes hash to {actual}, but {stored} was stored");
         return Err(broken(seq, BreakKind::Modified, detail));
     }
-    let entry: Entry =
-        codec::decode(&bytes).map_err(|e| broken(seq, BreakKind::Undecodable, e.to_string()))?;
+    let entry = audit_rows::decode(&bytes, layout)
+        .map_err(|e| broken(seq, BreakKind::Undecodable, e.to_string()))?;
     if entry.seq != seq {
         let detail = format!("the entry stored here is entry {}", entry.seq);
         return Err(broken(seq, BreakKind::Misplaced, detail));
@@ -207,6 +262,13 @@ fn link(
             format!(
                 "the first entry names {} as its predecessor",
                 entry.prev_hash
+            )
+        } else if checkpoint.is_some_and(|c| c.through_seq + 1 == seq) {
+            format!(
+                "it names {} as its predecessor, but the retention checkpoint says entry {} \
+                 had hash {prev_hash}",
+                entry.prev_hash,
+                seq - 1
             )
         } else {
             format!(
@@ -218,7 +280,7 @@ fn link(
         };
         return Err(broken(seq, BreakKind::Unlinked, detail));
     }
-    Ok(stored)
+    Ok((stored, entry))
 }
 
 impl Store {
@@ -445,8 +507,10 @@ fn check_contents(txn: &ReadTransaction, shown_as: &Path) -> Result<FileReport, 
         tables::KEYS_V1.name(),
         tables::KEYS_V2.name(),
         tables::KEY_ALIASES.name(),
+        tables::AUDIT_V1.name(),
         tables::AUDIT.name(),
         tables::AUDIT_HASHES.name(),
+        tables::AUDIT_CHECKPOINT.name(),
         tables::USERS.name(),
         tables::USER_EMAILS.name(),
         tables::TEAMS.name(),
@@ -626,6 +690,7 @@ mod tests {
             object_id: id.into(),
             before_value: String::new(),
             updated_values: "{}".into(),
+            within: Default::default(),
         }
     }
 

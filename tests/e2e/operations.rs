@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const KEYS: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("keys_v2");
-const AUDIT: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("audit_v1");
+const AUDIT: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("audit_v2");
 const AUDIT_HASHES: redb::TableDefinition<u64, &str> =
     redb::TableDefinition::new("audit_hashes_v1");
 const META: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
@@ -492,12 +492,36 @@ async fn a_schema_1_data_file_from_the_previous_release_is_upgraded() {
         .await;
     assert_eq!(status, 409);
 
+    // The audit chain goes on from the old entries (kept byte for byte in their old table)
+    // into the new layout, and search covers both.
+    let (_, before) = api.get("/audit?page_size=100").await;
+    let old_entries = before["total"].as_u64().unwrap();
+    assert!(old_entries >= 2, "{before}");
+    let (status, created) = api
+        .post("/key/generate", json!({"key_alias": "after-upgrade"}))
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let (_, after) = api.get("/audit?page_size=100").await;
+    assert_eq!(after["total"].as_u64().unwrap(), old_entries + 1, "{after}");
+    let (status, found) = api.get("/audit/search?q=fixture-alpha").await;
+    assert_eq!(status, 200, "{found}");
+    assert!(found["total"].as_u64().unwrap() >= 1, "{found}");
+    let (status, found) = api.get("/audit/search?q=after-upgrade").await;
+    assert_eq!(found["total"], 1, "{status} {found}");
+
     // Stopped, the file is at the current schema and verifies.
     let (data, _keep) = stop(api);
     let run = verify(&data);
     assert_eq!(run.code, 0, "{}", run.out);
-    assert!(run.out.contains(": schema 2\n"), "{}", run.out);
-    assert!(run.out.contains("keys_v2: 2 records"), "{}", run.out);
+    assert!(run.out.contains(": schema 3\n"), "{}", run.out);
+    assert!(
+        run.out
+            .contains(&format!("audit chain: intact, {} entries", old_entries + 1)),
+        "{}",
+        run.out
+    );
+    // The two migrated keys and the one made after the upgrade.
+    assert!(run.out.contains("keys_v2: 3 records"), "{}", run.out);
     assert!(!run.out.contains("keys_v1"), "{}", run.out);
 }
 
@@ -533,7 +557,7 @@ fn a_data_file_from_a_newer_schema_is_refused_and_left_untouched() {
     let (status, log) = Options::new().data_dir(&dir).start_expect_failure();
     assert!(!status.success(), "{log}");
     assert!(log.contains("written by a newer Portcullis"), "{log}");
-    assert!(log.contains("schema 99, this binary knows 2"), "{log}");
+    assert!(log.contains("schema 99, this binary knows 3"), "{log}");
     assert!(unchanged(), "serve changed the newer file");
 
     let run = verify(&dir);

@@ -1,12 +1,19 @@
-//! `GET /audit` (LiteLLM's parameters and answer), `GET /audit/{id}` and `GET /audit/head` (the
-//! hash-chain head, to anchor elsewhere and detect truncation). Read-only: no route changes an
-//! entry. Proxy admins and their viewers read the log; other callers see no entries.
+//! `GET /audit` (LiteLLM's parameters and answer), `GET /audit/{id}`, `GET /audit/head` (the
+//! hash-chain head, to anchor elsewhere and detect truncation), `GET /audit/search` (the query
+//! language) and `GET /audit/export` (JSON lines for a SIEM). Read-only: no route changes an
+//! entry. Proxy admins and their viewers read every entry; an organisation admin reads the
+//! entries of its organisations' subtrees (the scope is a clause of the index query, not a
+//! filter applied afterwards); other callers see none.
+
+mod export;
+mod search;
 
 use super::fields::positive;
 use super::spend::{date_arg, token_of};
 use super::{ApiError, Caller, Params};
 use crate::app::AppState;
 use crate::audit::Entry;
+use crate::audit_index::{AuditIndex, Search, Sort};
 use crate::store::AuditFilter;
 use crate::types::ms_to_rfc3339;
 use axum::extract::rejection::PathRejection;
@@ -15,14 +22,79 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 const MAX_PAGE_SIZE: usize = 1000;
+/// How long a read waits for the index to cover the log's head before answering from what it
+/// has (search) or scanning the table (`/audit`).
+const FRESHNESS_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/audit", get(list))
         .route("/audit/head", get(head))
+        .route("/audit/search", get(search::search))
+        .route("/audit/export", get(export::export))
         .route("/audit/{id}", get(one))
+}
+
+/// Which entries a caller may read.
+#[derive(Debug, Clone)]
+enum Visible {
+    All,
+    /// Entries whose scope names one of these organisations (their subtrees, since a scope
+    /// holds every ancestor).
+    Orgs(Vec<String>),
+    Nothing,
+}
+
+impl Visible {
+    fn of(caller: &Caller) -> Visible {
+        if caller.identity.sees_everything() {
+            return Visible::All;
+        }
+        let orgs: Vec<String> = caller
+            .identity
+            .admin_orgs()
+            .into_iter()
+            .map(String::from)
+            .collect();
+        if orgs.is_empty() {
+            Visible::Nothing
+        } else {
+            Visible::Orgs(orgs)
+        }
+    }
+
+    fn orgs(&self) -> Option<&[String]> {
+        match self {
+            Visible::All => None,
+            Visible::Orgs(o) => Some(o),
+            Visible::Nothing => Some(&[]),
+        }
+    }
+
+    fn shows(&self, e: &Entry) -> bool {
+        match self {
+            Visible::All => true,
+            Visible::Orgs(orgs) => e.scope.iter().any(|o| orgs.contains(o)),
+            Visible::Nothing => false,
+        }
+    }
+}
+
+/// The index, once it covers the log's current head (`None`: unavailable or still behind).
+async fn fresh_index(app: &AppState, caller: &Caller) -> Result<Option<Arc<AuditIndex>>, ApiError> {
+    let Some(index) = app.audit_index.clone() else {
+        return Ok(None);
+    };
+    let store = app.store.clone();
+    let head = blocking(caller, move || store.audit_head().map(|(s, _)| s)).await?;
+    let i = index.clone();
+    let caught_up = tokio::task::spawn_blocking(move || i.wait_for(head, FRESHNESS_WAIT))
+        .await
+        .unwrap_or(false);
+    Ok(caught_up.then_some(index))
 }
 
 fn json_text(text: &str) -> Value {
@@ -35,11 +107,7 @@ fn json_text(text: &str) -> Value {
 
 /// An entry in LiteLLM's shape, plus what Portcullis records besides.
 fn view(e: &Entry) -> Value {
-    let role = match &e.actor {
-        crate::audit::Actor::User { role, .. } => Some(role.clone()),
-        crate::audit::Actor::MasterKey => Some("proxy_admin".to_string()),
-        _ => None,
-    };
+    let role = e.actor.role();
     json!({
         "id": e.seq.to_string(),
         "updated_at": ms_to_rfc3339(e.timestamp_ms),
@@ -54,12 +122,9 @@ fn view(e: &Entry) -> Value {
         "request_id": e.origin.request_id,
         "source_ip": e.origin.source_ip,
         "user_agent": e.origin.user_agent,
+        "scope": e.scope,
         "prev_hash": e.prev_hash,
     })
-}
-
-fn may_read(caller: &Caller) -> bool {
-    caller.identity.sees_everything()
 }
 
 async fn blocking<T: Send + 'static>(
@@ -132,7 +197,8 @@ async fn list(
             "start_date",
         ));
     }
-    if !may_read(&caller) {
+    let visible = Visible::of(&caller);
+    if let Visible::Nothing = visible {
         return Ok(Json(json!({
             "audit_logs": [], "total": 0, "page": page, "page_size": size, "total_pages": 0,
         })));
@@ -145,12 +211,42 @@ async fn list(
         object_id: q.object_id,
         start_ms,
         end_ms,
+        visible_orgs: visible.orgs().map(<[String]>::to_vec),
     };
     let store = app.store.clone();
-    let found = blocking(&caller, move || {
-        store.audit_page(&filter, page, size, oldest_first)
-    })
-    .await?;
+    let found = match fresh_index(&app, &caller).await? {
+        Some(index) => {
+            blocking(&caller, move || {
+                let hits = index
+                    .search(Search {
+                        query: index.filter(&filter),
+                        visible_orgs: filter.visible_orgs.as_deref(),
+                        sort: if oldest_first {
+                            Sort::OldestFirst
+                        } else {
+                            Sort::NewestFirst
+                        },
+                        cursor: None,
+                        offset: (page - 1).saturating_mul(size),
+                        limit: size,
+                        count: true,
+                    })
+                    .map_err(|e| crate::store::StoreError::Db(e.to_string()))?;
+                Ok(crate::store::AuditPage {
+                    entries: store.audit_entries_by_seq(&hits.seqs)?,
+                    total: hits.total.unwrap_or(0),
+                })
+            })
+            .await?
+        }
+        // No index (or it is still catching up): the table itself, scanned.
+        None => {
+            blocking(&caller, move || {
+                store.audit_page(&filter, page, size, oldest_first)
+            })
+            .await?
+        }
+    };
     Ok(Json(json!({
         "audit_logs": found.entries.iter().map(view).collect::<Vec<_>>(),
         "total": found.total,
@@ -168,23 +264,43 @@ async fn one(
     let Path(id) = id.map_err(|r| ApiError::invalid(r.body_text(), "id"))?;
     let not_found = || ApiError::NotFound(format!("Audit entry {id} not found."));
     let seq: u64 = id.parse().map_err(|_| not_found())?;
-    if !may_read(&caller) {
+    let visible = Visible::of(&caller);
+    if let Visible::Nothing = visible {
         return Err(not_found());
     }
     let store = app.store.clone();
     let entry = blocking(&caller, move || store.audit_entry(seq))
         .await?
+        .filter(|e| visible.shows(e))
         .ok_or_else(not_found)?;
     Ok(Json(view(&entry)))
 }
 
 async fn head(State(app): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
-    if !may_read(&caller) {
+    if !caller.identity.sees_everything() {
         return Err(ApiError::Forbidden(
-            "The audit log is readable by proxy admins and viewers.".into(),
+            "The chain head is readable by proxy admins and viewers.".into(),
         ));
     }
     let store = app.store.clone();
-    let (seq, hash) = blocking(&caller, move || store.audit_head()).await?;
-    Ok(Json(json!({"seq": seq, "hash": hash})))
+    let ((seq, hash), checkpoint) = blocking(&caller, move || {
+        Ok((store.audit_head()?, store.audit_checkpoint()?))
+    })
+    .await?;
+    let index = app.audit_index.as_ref().map(|i| {
+        let indexed = i.status().indexed();
+        json!({
+            "indexed_seq": indexed,
+            "lag": seq.saturating_sub(indexed),
+            "healthy": i.status().healthy(),
+            "size_bytes": i.size_bytes(),
+        })
+    });
+    Ok(Json(json!({
+        "seq": seq,
+        "hash": hash,
+        "pruned_through_seq": checkpoint.as_ref().map(|c| c.through_seq),
+        "pruned_through_hash": checkpoint.as_ref().map(|c| c.through_hash.clone()),
+        "index": index,
+    })))
 }

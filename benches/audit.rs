@@ -1,0 +1,204 @@
+//! Audit-log queries over a million entries: Portcullis (tantivy index + redb) next to
+//! PostgreSQL with LiteLLM's `LiteLLM_AuditLog` table and the indexes a DBA would add, in one run,
+//! on the same deterministic data and the same query runs.
+//!
+//! `cargo bench --bench audit` (1,000,000 entries; `PORTCULLIS_BENCH_AUDIT_N=100000` for a quick
+//! run, `PORTCULLIS_BENCH_AUDIT_SEED` for other data). PostgreSQL's server binaries must be
+//! installed (Debian: `apt-get install -y postgresql`); without them the PostgreSQL column is
+//! skipped with the reason. `PORTCULLIS_BENCH_AUDIT_EXPLAIN=1` prints PostgreSQL's plans.
+//! How PostgreSQL is started, configured and loaded: `audit_support/pg.rs`.
+//!
+//! The queries (`audit_support/gen.rs`, [`r#gen::queries`]), 200 timed runs each after 20 warm-up
+//! runs, parameters rotating:
+//! 1. `filter_only`: table_name=key AND action=X, newest first, page 1 of 50, with the total;
+//! 2. `free_text`: a mid-frequency word (0.1–1 % of entries) anywhere in the values, newest 50;
+//! 3. `text_filter_time`: a common word AND action=X AND a 7-day window, newest 50;
+//! 4. `deep_page`: query 1's filter, page 1000 of 50 (offset 49,950), with the total.
+//!
+//! Latencies are client-side, one query at a time, p50/p99 over the timed runs. Both sides' row
+//! counts are checked against a brute-force count over the generated entries.
+
+#[path = "audit_support/gen.rs"]
+mod r#gen;
+#[path = "audit_support/pg.rs"]
+mod pg;
+#[path = "audit_support/report.rs"]
+mod report;
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+fn env_number(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(v) => match v.replace('_', "").trim().parse() {
+            Ok(n) => n,
+            Err(_) => {
+                eprintln!("audit bench: {name}={v} is not a number");
+                std::process::exit(2);
+            }
+        },
+        Err(_) => default,
+    }
+}
+
+fn main() {
+    let n = env_number("PORTCULLIS_BENCH_AUDIT_N", 1_000_000) as usize;
+    let seed = env_number("PORTCULLIS_BENCH_AUDIT_SEED", r#gen::DEFAULT_SEED);
+
+    let t = Instant::now();
+    let mut entries = Vec::with_capacity(n);
+    entries.extend(r#gen::generate(n, seed));
+    let text_bytes: usize = entries
+        .iter()
+        .map(|e| e.before_value.len() + e.updated_values.len())
+        .sum();
+    eprintln!(
+        "audit bench: generated {} entries (seed {seed}) in {:.1} s, {} B of JSON per entry on average",
+        report::thousands(n as u64),
+        t.elapsed().as_secs_f64(),
+        text_bytes / n.max(1)
+    );
+    let queries = r#gen::queries(n);
+    let t = Instant::now();
+    let totals = r#gen::expected_totals(&entries, &queries);
+    eprintln!(
+        "audit bench: expected results counted in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let expected = expected_hits(&queries, &totals);
+
+    // ---- Portcullis ----
+    let ours = match portcullis_side(&entries, &queries) {
+        Some(timings) => report::Side {
+            name: "Portcullis".to_string(),
+            timings: Some(timings),
+            // TODO(portcullis side): ingest rate and bytes per entry of the tantivy + redb store.
+            ..report::Side::pending("Portcullis")
+        },
+        None => report::Side::pending("Portcullis"),
+    };
+
+    // ---- PostgreSQL ----
+    let pg = match pg::run(&entries, &queries) {
+        Ok(out) => pg_side(n, out),
+        Err(why) => {
+            eprintln!("audit bench: PostgreSQL skipped: {why}");
+            report::Side::skipped("PostgreSQL", &why)
+        }
+    };
+
+    let mut ours = ours;
+    let mut pg = pg;
+    for side in [&mut ours, &mut pg] {
+        check_hits(side, &expected);
+    }
+    println!();
+    report::print(n, &r#gen::QUERY_NAMES, &ours, &pg);
+    println!();
+    println!(
+        "Queries (200 timed runs each after 20 warm-up runs; matches = entries matching the filter, mean per run):"
+    );
+    for name in r#gen::QUERY_NAMES {
+        let (sum, runs) = queries
+            .iter()
+            .zip(&totals)
+            .filter(|(q, _)| q.name == name)
+            .fold((0u64, 0u64), |(s, c), (_, t)| (s + t, c + 1));
+        let mean = sum as f64 / runs.max(1) as f64;
+        println!(
+            "- {name}: {}; matches {} ({:.2} % of entries)",
+            r#gen::describe(name),
+            report::thousands(mean.round() as u64),
+            100.0 * mean / n.max(1) as f64
+        );
+    }
+}
+
+/// ============================================================================================
+/// THE PORTCULLIS SIDE — to be written: ingest `entries` into the audit store (tantivy index +
+/// redb), then for each kind in `gen::QUERY_NAMES` run its first `gen::WARMUP` queries untimed
+/// and all of its queries timed, one at a time, and return one `report::Timing` per kind
+/// (`report::Timing::from_samples(name, &samples, rows_returned_sum)`). `None`: not written yet,
+/// the report shows "pending".
+/// ============================================================================================
+fn portcullis_side(
+    entries: &[r#gen::GenEntry],
+    queries: &[r#gen::BenchQuery],
+) -> Option<Vec<report::Timing>> {
+    let _ = (entries, queries);
+    None
+}
+
+fn pg_side(n: usize, out: pg::PgOutcome) -> report::Side {
+    let per = |b: u64| b as f64 / n.max(1) as f64;
+    let steps: Vec<String> = out
+        .load_steps
+        .iter()
+        .map(|(step, s)| format!("{step} {s:.1} s"))
+        .collect();
+    let sizes: Vec<String> = out
+        .sizes
+        .iter()
+        .map(|(rel, b)| format!("{rel} {:.0}", per(*b)))
+        .collect();
+    let settings: Vec<String> = pg::settings()
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.trim_matches('\'')))
+        .collect();
+    let mut notes = vec![format!(
+        "server: PostgreSQL {}, private throwaway cluster on 127.0.0.1; settings {}",
+        out.version,
+        settings.join(", ")
+    )];
+    notes.extend(out.warnings.iter().map(|w| format!("WARNING: {w}")));
+    report::Side {
+        name: format!("PostgreSQL {}", out.version),
+        timings: Some(out.timings),
+        absent: String::new(),
+        ingest_per_s: (out.load_s > 0.0).then(|| n as f64 / out.load_s),
+        ingest_detail: format!("{:.1} s to queryable: {}", out.load_s, steps.join(", ")),
+        bytes_per_entry: Some(per(out.total_bytes)),
+        size_detail: format!(
+            "{:.0} B/entry in all (pg_total_relation_size {} MiB): {}",
+            per(out.total_bytes),
+            out.total_bytes >> 20,
+            sizes.join(", ")
+        ),
+        notes,
+    }
+}
+
+/// Rows each kind must return over its timed runs (the sum of its page sizes).
+fn expected_hits(queries: &[r#gen::BenchQuery], totals: &[u64]) -> BTreeMap<&'static str, u64> {
+    let mut hits = BTreeMap::new();
+    for (q, &total) in queries.iter().zip(totals) {
+        *hits.entry(q.name).or_insert(0) += q.page_rows(total);
+    }
+    hits
+}
+
+fn check_hits(side: &mut report::Side, expected: &BTreeMap<&'static str, u64>) {
+    let Some(timings) = &side.timings else { return };
+    let mut bad = Vec::new();
+    for t in timings {
+        let want = expected.get(t.query.as_str()).copied().unwrap_or(0);
+        if t.hits != want {
+            bad.push(format!(
+                "{} returned {} rows, expected {want}",
+                t.query, t.hits
+            ));
+        }
+    }
+    if bad.is_empty() {
+        side.notes
+            .push("results: row counts match the brute-force count for every query".into());
+    } else {
+        eprintln!(
+            "audit bench: {}: WRONG RESULTS: {}",
+            side.name,
+            bad.join("; ")
+        );
+        side.notes
+            .push(format!("WRONG RESULTS: {}", bad.join("; ")));
+    }
+}

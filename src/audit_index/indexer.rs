@@ -1,0 +1,273 @@
+//! Opening (or rebuilding) the index, and the thread that keeps it following the audit table.
+
+use super::schema::{Fields, SCHEMA_TAG};
+use super::{AuditIndex, COMMIT_AFTER, COMMIT_EVERY, IndexError};
+use crate::store::{AppendSignal, Store};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+use tantivy::query::RangeQuery;
+use tantivy::{Index, IndexWriter, Term};
+
+/// Entries read from the table per step.
+const READ_BATCH: usize = 4096;
+/// The writer's memory budget (tantivy's minimum is 15 MB; commits come long before it fills).
+const WRITER_BYTES: usize = 24 * 1024 * 1024;
+
+/// How far the index is, shared between the indexer and searchers.
+pub struct IndexStatus {
+    indexed: Mutex<u64>,
+    caught_up: Condvar,
+    /// The newest sequence number a reader is waiting for: the indexer commits at once for it.
+    wanted: AtomicU64,
+    healthy: AtomicBool,
+    signal: Mutex<Option<Arc<AppendSignal>>>,
+}
+
+impl IndexStatus {
+    pub(super) fn new(indexed: u64) -> IndexStatus {
+        IndexStatus {
+            indexed: Mutex::new(indexed),
+            caught_up: Condvar::new(),
+            wanted: AtomicU64::new(0),
+            healthy: AtomicBool::new(true),
+            signal: Mutex::new(None),
+        }
+    }
+
+    /// The last sequence number searches can see.
+    pub fn indexed(&self) -> u64 {
+        self.indexed.lock().map(|i| *i).unwrap_or(0)
+    }
+
+    /// False while the indexer is failing (it keeps retrying).
+    pub fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    fn set_indexed(&self, seq: u64) {
+        if let Ok(mut i) = self.indexed.lock() {
+            *i = seq;
+        }
+        self.caught_up.notify_all();
+    }
+
+    pub(super) fn poke(&self) {
+        if let Ok(signal) = self.signal.lock()
+            && let Some(s) = signal.as_ref()
+        {
+            s.poke();
+        }
+    }
+
+    pub(super) fn wait_for(&self, seq: u64, timeout: Duration) -> bool {
+        if self.indexed() >= seq {
+            return true;
+        }
+        self.wanted.fetch_max(seq, Ordering::Relaxed);
+        self.poke();
+        let Ok(guard) = self.indexed.lock() else {
+            return false;
+        };
+        match self
+            .caught_up
+            .wait_timeout_while(guard, timeout, |i| *i < seq)
+        {
+            Ok((i, _)) => *i >= seq,
+            Err(_) => false,
+        }
+    }
+}
+
+fn payload(seq: u64) -> String {
+    serde_json::json!({"tag": SCHEMA_TAG, "seq": seq}).to_string()
+}
+
+/// The sequence number an index's last commit covers, if it is an index of our layout.
+fn committed_seq(index: &Index) -> Option<u64> {
+    let metas = index.load_metas().ok()?;
+    let p: serde_json::Value = serde_json::from_str(metas.payload.as_deref()?).ok()?;
+    (p["tag"].as_str() == Some(SCHEMA_TAG))
+        .then(|| p["seq"].as_u64())
+        .flatten()
+}
+
+/// Opens the index in `dir`, or rebuilds it empty (the indexer then fills it) when it is
+/// missing, unreadable, of another layout, or ahead of the table.
+pub fn open_or_rebuild(
+    dir: &Path,
+    fields: &Fields,
+    store: &Store,
+) -> Result<(Index, u64), IndexError> {
+    let (head, _) = store.audit_head()?;
+    let opened = std::panic::catch_unwind(|| Index::open_in_dir(dir)).ok();
+    let reason = match opened {
+        None => "it could not be read".to_string(),
+        Some(Err(e)) if dir.exists() => format!("it could not be opened ({e})"),
+        Some(Err(_)) => "it does not exist yet".to_string(),
+        Some(Ok(index)) => match committed_seq(&index) {
+            Some(seq) if seq <= head && index.schema() == fields.schema => {
+                return Ok((index, seq));
+            }
+            Some(seq) if seq > head => {
+                format!("it covers entry {seq} but the log ends at {head} (a restored backup?)")
+            }
+            _ => "it has another layout".to_string(),
+        },
+    };
+    tracing::info!(dir = %dir.display(), reason, "building the audit search index from the audit log");
+    Ok((create_empty(dir, fields)?, 0))
+}
+
+fn create_empty(dir: &Path, fields: &Fields) -> Result<Index, IndexError> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)?;
+    }
+    std::fs::create_dir_all(dir)?;
+    let index = Index::create_in_dir(dir, fields.schema.clone())?;
+    let mut writer: IndexWriter = index.writer_with_num_threads(1, WRITER_BYTES)?;
+    let mut commit = writer.prepare_commit()?;
+    commit.set_payload(&payload(0));
+    commit.commit()?;
+    writer.wait_merging_threads()?;
+    Ok(index)
+}
+
+/// Indexes entries after `from` up to the table's end; the last sequence number added.
+fn add_batch(
+    writer: &IndexWriter,
+    fields: &Fields,
+    store: &Store,
+    from: u64,
+) -> Result<(u64, usize), IndexError> {
+    let entries = store.audit_entries(from + 1, READ_BATCH)?;
+    let mut last = from;
+    for e in &entries {
+        // Retention's own entry: the entries it removed leave the index too.
+        if e.change.table_name == "audit" && e.change.action == "pruned" {
+            let values: serde_json::Value =
+                serde_json::from_str(&e.change.updated_values).unwrap_or_default();
+            if let Some(through) = values["through_seq"].as_u64() {
+                delete_through(writer, fields, through)?;
+            }
+        }
+        writer.add_document(fields.document(e))?;
+        last = e.seq;
+    }
+    Ok((last, entries.len()))
+}
+
+fn delete_through(writer: &IndexWriter, fields: &Fields, through: u64) -> Result<(), IndexError> {
+    writer.delete_query(Box::new(RangeQuery::new(
+        std::ops::Bound::Unbounded,
+        std::ops::Bound::Included(Term::from_field_u64(fields.seq, through)),
+    )))?;
+    Ok(())
+}
+
+fn commit(writer: &mut IndexWriter, seq: u64) -> Result<(), IndexError> {
+    let mut c = writer.prepare_commit()?;
+    c.set_payload(&payload(seq));
+    c.commit()?;
+    Ok(())
+}
+
+/// Rebuilds the index from scratch, synchronously (`portcullis reindex`).
+pub fn rebuild(dir: &Path, fields: &Fields, store: &Store) -> Result<u64, IndexError> {
+    let index = create_empty(dir, fields)?;
+    let mut writer: IndexWriter = index.writer_with_num_threads(1, WRITER_BYTES)?;
+    let mut at = 0;
+    let mut count = 0u64;
+    loop {
+        let (last, n) = add_batch(&writer, fields, store, at)?;
+        if n == 0 {
+            break;
+        }
+        count += n as u64;
+        at = last;
+    }
+    commit(&mut writer, at)?;
+    writer.wait_merging_threads()?;
+    Ok(count)
+}
+
+pub fn spawn(
+    index: Arc<AuditIndex>,
+    store: Store,
+) -> Result<std::thread::JoinHandle<()>, IndexError> {
+    if let Ok(mut s) = index.status.signal.lock() {
+        *s = Some(store.appended().clone());
+    }
+    let handle = std::thread::Builder::new()
+        .name("audit-indexer".into())
+        .spawn(move || {
+            let mut backoff = Duration::from_millis(200);
+            while !index.stopping() {
+                match follow(&index, &store) {
+                    Ok(()) => return,
+                    Err(e) => {
+                        index.status.healthy.store(false, Ordering::Relaxed);
+                        tracing::error!(error = %e, "audit indexer failed; retrying");
+                        std::thread::sleep(backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                    }
+                }
+            }
+        })?;
+    Ok(handle)
+}
+
+/// Follows the table for as long as the process lives: reads what is new, commits every
+/// [`COMMIT_EVERY`] entries, after [`COMMIT_AFTER`], or at once when a reader waits.
+fn follow(index: &AuditIndex, store: &Store) -> Result<(), IndexError> {
+    let fields = &index.fields;
+    let mut writer: IndexWriter = index.index.writer_with_num_threads(1, WRITER_BYTES)?;
+    let mut committed = index.status.indexed();
+    // Entries retention removed while the server was down leave the index too.
+    if let Some(c) = store.audit_checkpoint()? {
+        delete_through(&writer, fields, c.through_seq)?;
+    }
+    let mut added = committed;
+    let mut pending = 0usize;
+    let mut oldest_pending: Option<Instant> = None;
+    let signal = store.appended().clone();
+    loop {
+        let (_, generation) = signal.now();
+        if index.stopping() {
+            if pending > 0 {
+                commit(&mut writer, added)?;
+            }
+            writer.wait_merging_threads()?;
+            return Ok(());
+        }
+        let (last, n) = add_batch(&writer, fields, store, added)?;
+        if n > 0 {
+            added = last;
+            pending += n;
+            oldest_pending.get_or_insert_with(Instant::now);
+        }
+        let wanted = index.status.wanted.load(Ordering::Relaxed);
+        let due = pending >= COMMIT_EVERY
+            || oldest_pending.is_some_and(|t| t.elapsed() >= COMMIT_AFTER)
+            || (wanted > committed && (n < READ_BATCH || added >= wanted));
+        if pending > 0 && due {
+            commit(&mut writer, added)?;
+            index.reload()?;
+            committed = added;
+            pending = 0;
+            oldest_pending = None;
+            index.status.set_indexed(committed);
+            index.status.healthy.store(true, Ordering::Relaxed);
+            continue;
+        }
+        if n == READ_BATCH {
+            continue;
+        }
+        let wait = match oldest_pending {
+            Some(t) => COMMIT_AFTER.saturating_sub(t.elapsed()),
+            None => Duration::from_secs(5),
+        };
+        signal.wait_past(added, generation, wait);
+    }
+}
