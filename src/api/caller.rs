@@ -86,7 +86,7 @@ impl Caller {
             Identity::User { user, key } => Actor::User {
                 user_id: user.record.user_id.clone(),
                 key: key.as_ref().map(|k| k.record.token.clone()),
-                role: user.record.user_role.as_str().to_string(),
+                role: self.acting_role().to_string(),
             },
             Identity::Service { key } => Actor::Key(key.record.token.clone()),
         }
@@ -94,6 +94,18 @@ impl Caller {
 
     pub fn label(&self) -> String {
         self.identity.label()
+    }
+
+    /// The most powerful role the caller holds, for the audit trail: its proxy-level role,
+    /// unless that is an ordinary user's and it administers an organisation.
+    fn acting_role(&self) -> &'static str {
+        use crate::roles::GlobalRole;
+        match self.identity.role() {
+            Some(r @ (GlobalRole::ProxyAdmin | GlobalRole::ProxyAdminViewer)) => r.as_str(),
+            _ if !self.identity.admin_orgs().is_empty() => crate::roles::OrgRole::OrgAdmin.as_str(),
+            Some(r) => r.as_str(),
+            None => "",
+        }
     }
 }
 

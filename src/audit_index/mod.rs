@@ -164,33 +164,57 @@ impl AuditIndex {
             (Sort::OldestFirst, Some(c)) => (None, Some(c)),
             (_, None) => (None, None),
         };
-        let query = compile::restrict(&self.fields, s.query, s.visible_orgs, before, after);
         let searcher = self.reader.searcher();
+        // `total` counts the query's matches, not what is left after the cursor: the same on
+        // every page.
+        let whole = s.count.then(|| {
+            compile::restrict(
+                &self.fields,
+                s.query.box_clone(),
+                s.visible_orgs,
+                None,
+                None,
+            )
+        });
+        let query = compile::restrict(&self.fields, s.query, s.visible_orgs, before, after);
         let order = match s.sort {
             Sort::NewestFirst => Order::Desc,
             Sort::OldestFirst => Order::Asc,
         };
-        let top = TopDocs::with_limit(s.limit.max(1))
-            .and_offset(s.offset)
-            .order_by_fast_field::<u64>("seq", order);
+        let limit = s.limit.max(1);
+        let top = |offset: usize| {
+            TopDocs::with_limit(limit)
+                .and_offset(offset)
+                .order_by_fast_field::<u64>("seq", order)
+        };
         let (found, total) = if s.offset == 0 {
-            if s.count {
-                let (found, total) = searcher.search(&query, &(top, Count))?;
-                (found, Some(total))
-            } else {
-                (searcher.search(&query, &top)?, None)
+            match (&whole, s.cursor) {
+                (Some(_), None) => {
+                    let (found, total) = searcher.search(&query, &(top(0), Count))?;
+                    (found, Some(total))
+                }
+                (Some(w), Some(_)) => (
+                    searcher.search(&query, &top(0))?,
+                    Some(searcher.search(w, &Count)?),
+                ),
+                (None, _) => (searcher.search(&query, &top(0))?, None),
             }
         } else {
             // The collector keeps offset + limit hits: count first, so an offset past the end
-            // answers at once instead of holding memory in proportion to a huge page number.
-            let total = searcher.search(&query, &Count)?;
-            if s.offset >= total {
+            // (however large: offset + limit may not even fit a usize) answers at once.
+            let remaining = searcher.search(&query, &Count)?;
+            let total = match &whole {
+                Some(w) if s.cursor.is_some() => Some(searcher.search(w, &Count)?),
+                Some(_) => Some(remaining),
+                None => None,
+            };
+            if s.offset >= remaining {
                 return Ok(Hits {
                     seqs: Vec::new(),
-                    total: s.count.then_some(total),
+                    total,
                 });
             }
-            (searcher.search(&query, &top)?, s.count.then_some(total))
+            (searcher.search(&query, &top(s.offset))?, total)
         };
         let seqs = found.into_iter().filter_map(|(seq, _)| seq).collect();
         Ok(Hits { seqs, total })

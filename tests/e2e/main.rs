@@ -2,6 +2,8 @@
 //! (modules per area) so linking stays cheap.
 
 mod audit;
+mod audit_crash;
+mod audit_search;
 mod budgets;
 mod customers;
 mod gateway_anthropic;
