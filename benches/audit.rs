@@ -20,6 +20,8 @@
 
 #[path = "audit_support/gen.rs"]
 mod r#gen;
+#[path = "audit_support/ours.rs"]
+mod ours;
 #[path = "audit_support/pg.rs"]
 mod pg;
 #[path = "audit_support/report.rs"]
@@ -68,14 +70,12 @@ fn main() {
     let expected = expected_hits(&queries, &totals);
 
     // ---- Portcullis ----
-    let ours = match portcullis_side(&entries, &queries) {
-        Some(timings) => report::Side {
-            name: "Portcullis".to_string(),
-            timings: Some(timings),
-            // TODO(portcullis side): ingest rate and bytes per entry of the tantivy + redb store.
-            ..report::Side::pending("Portcullis")
-        },
-        None => report::Side::pending("Portcullis"),
+    let ours = match ours::run(&entries, &queries) {
+        Ok(out) => portcullis_side(n, out),
+        Err(why) => {
+            eprintln!("audit bench: Portcullis side failed: {why}");
+            report::Side::skipped("Portcullis", &why)
+        }
     };
 
     // ---- PostgreSQL ----
@@ -105,8 +105,16 @@ fn main() {
             .filter(|(q, _)| q.name == name)
             .fold((0u64, 0u64), |(s, c), (_, t)| (s + t, c + 1));
         let mean = sum as f64 / runs.max(1) as f64;
+        let page = match queries.iter().find(|q| q.name == name) {
+            Some(q) if q.page > 1 => format!(
+                " (this run: page {}, offset {})",
+                q.page,
+                report::thousands(q.offset() as u64)
+            ),
+            _ => String::new(),
+        };
         println!(
-            "- {name}: {}; matches {} ({:.2} % of entries)",
+            "- {name}: {}{page}; matches {} ({:.2} % of entries)",
             r#gen::describe(name),
             report::thousands(mean.round() as u64),
             100.0 * mean / n.max(1) as f64
@@ -114,19 +122,34 @@ fn main() {
     }
 }
 
-/// ============================================================================================
-/// THE PORTCULLIS SIDE — to be written: ingest `entries` into the audit store (tantivy index +
-/// redb), then for each kind in `gen::QUERY_NAMES` run its first `gen::WARMUP` queries untimed
-/// and all of its queries timed, one at a time, and return one `report::Timing` per kind
-/// (`report::Timing::from_samples(name, &samples, rows_returned_sum)`). `None`: not written yet,
-/// the report shows "pending".
-/// ============================================================================================
-fn portcullis_side(
-    entries: &[r#gen::GenEntry],
-    queries: &[r#gen::BenchQuery],
-) -> Option<Vec<report::Timing>> {
-    let _ = (entries, queries);
-    None
+/// The Portcullis column: ingest through the audited write path, then the index catching up
+/// (together: entries per second until queryable), and bytes on disk per entry.
+fn portcullis_side(n: usize, out: ours::Outcome) -> report::Side {
+    let per = |b: u64| b as f64 / n.max(1) as f64;
+    let total_s = out.queryable_s;
+    let mut notes = out.notes;
+    notes.push(format!(
+        "commits alone {:.0} entries/s",
+        n as f64 / out.ingest_s.max(1e-9)
+    ));
+    report::Side {
+        name: "Portcullis".to_string(),
+        timings: Some(out.timings),
+        absent: String::new(),
+        ingest_per_s: (total_s > 0.0).then(|| n as f64 / total_s),
+        ingest_detail: format!(
+            "{:.1} s to queryable (written and indexed; {:.1} s inside the write transactions)",
+            total_s, out.ingest_s
+        ),
+        bytes_per_entry: Some(per(out.redb_bytes + out.index_bytes)),
+        size_detail: format!(
+            "{:.0} B/entry in all: redb file {:.0} (the log, its hashes), search index {:.0}",
+            per(out.redb_bytes + out.index_bytes),
+            per(out.redb_bytes),
+            per(out.index_bytes)
+        ),
+        notes,
+    }
 }
 
 fn pg_side(n: usize, out: pg::PgOutcome) -> report::Side {

@@ -135,7 +135,7 @@ pub fn describe(name: &str) -> &'static str {
             "a common word (rank 1..5) AND action=<updated|created|deleted> AND a 7-day window, newest 50"
         }
         DEEP_PAGE => {
-            "table_name=key AND action=<updated|created>, page 1000 of 50 (offset 49,950), with total count"
+            "table_name=key AND action=<updated|created>, page 1000 of 50 (offset 49,950; page n/800 below 800,000 entries), with total count"
         }
         _ => "",
     }

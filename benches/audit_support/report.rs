@@ -68,15 +68,6 @@ pub struct Side {
 }
 
 impl Side {
-    /// A side that has not been written yet.
-    pub fn pending(name: &str) -> Side {
-        Side {
-            name: name.to_string(),
-            absent: "pending".to_string(),
-            ..Side::default()
-        }
-    }
-
     /// A side that could not run, and why.
     pub fn skipped(name: &str, why: &str) -> Side {
         Side {

@@ -120,37 +120,98 @@ impl Default for Fields {
 }
 
 /// The values of a JSON text (not its keys: every key entry has `models`, so the word would
-/// match everything), space-separated; text that is not JSON is taken whole.
+/// match everything), space-separated; text that is not JSON is taken whole. Streams through
+/// the JSON without building a tree (indexing speed is bounded by this).
 fn leaf_text(json: &str, out: &mut String) {
     if json.is_empty() {
         return;
     }
-    match serde_json::from_str::<serde_json::Value>(json) {
-        Ok(v) => leaves(&v, out),
-        Err(_) => {
-            out.push(' ');
-            out.push_str(json);
-        }
+    let mark = out.len();
+    let mut de = serde_json::Deserializer::from_str(json);
+    if serde::de::DeserializeSeed::deserialize(Leaves(out), &mut de).is_err() {
+        out.truncate(mark);
+        out.push(' ');
+        out.push_str(json);
     }
 }
 
-fn leaves(v: &serde_json::Value, out: &mut String) {
-    use serde_json::Value;
-    match v {
-        Value::Null => {}
-        Value::Bool(b) => {
-            out.push(' ');
-            out.push_str(if *b { "true" } else { "false" });
+/// Appends every scalar of a JSON value to the string.
+struct Leaves<'a>(&'a mut String);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Leaves<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Leaves<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<(), E> {
+        self.0.push_str(if v { " true" } else { " false" });
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
+        use std::fmt::Write;
+        let _ = write!(self.0, " {v}");
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
+        use std::fmt::Write;
+        let _ = write!(self.0, " {v}");
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<(), E> {
+        use std::fmt::Write;
+        let _ = write!(self.0, " {v}");
+        Ok(())
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<(), E> {
+        self.0.push(' ');
+        self.0.push_str(v);
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Leaves(&mut *self.0))?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_key::<serde::de::IgnoredAny>()?.is_some() {
+            map.next_value_seed(Leaves(&mut *self.0))?;
         }
-        Value::Number(n) => {
-            out.push(' ');
-            out.push_str(&n.to_string());
-        }
-        Value::String(s) => {
-            out.push(' ');
-            out.push_str(s);
-        }
-        Value::Array(a) => a.iter().for_each(|x| leaves(x, out)),
-        Value::Object(m) => m.values().for_each(|x| leaves(x, out)),
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::leaf_text;
+
+    #[test]
+    fn values_not_keys_and_non_json_whole() {
+        let mut out = String::new();
+        leaf_text(
+            r#"{"key_alias":"svc-alpha","models":["gpt-4o",{"x":null}],"max_budget":12.5,"n":-3,"ok":true}"#,
+            &mut out,
+        );
+        assert_eq!(out, " svc-alpha gpt-4o 12.5 -3 true");
+        let mut out = String::from("id");
+        leaf_text("not json {", &mut out);
+        assert_eq!(out, "id not json {");
     }
 }
