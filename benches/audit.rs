@@ -5,7 +5,8 @@
 //! `cargo bench --bench audit` (1,000,000 entries; `PORTCULLIS_BENCH_AUDIT_N=100000` for a quick
 //! run, `PORTCULLIS_BENCH_AUDIT_SEED` for other data). PostgreSQL's server binaries must be
 //! installed (Debian: `apt-get install -y postgresql`); without them the PostgreSQL column is
-//! skipped with the reason. `PORTCULLIS_BENCH_AUDIT_EXPLAIN=1` prints PostgreSQL's plans.
+//! skipped with the reason (`PORTCULLIS_BENCH_AUDIT_PG=0` skips it on purpose).
+//! `PORTCULLIS_BENCH_AUDIT_EXPLAIN=1` prints PostgreSQL's plans.
 //! How PostgreSQL is started, configured and loaded: `audit_support/pg.rs`.
 //!
 //! The queries (`audit_support/gen.rs`, [`r#gen::queries`]), 200 timed runs each after 20 warm-up
@@ -79,7 +80,11 @@ fn main() {
     };
 
     // ---- PostgreSQL ----
-    let pg = match pg::run(&entries, &queries) {
+    let pg = match std::env::var("PORTCULLIS_BENCH_AUDIT_PG").as_deref() {
+        Ok("0") => Err("PORTCULLIS_BENCH_AUDIT_PG=0".to_string()),
+        _ => pg::run(&entries, &queries),
+    };
+    let pg = match pg {
         Ok(out) => pg_side(n, out),
         Err(why) => {
             eprintln!("audit bench: PostgreSQL skipped: {why}");

@@ -6,6 +6,7 @@
 //!
 //! Searches return sequence numbers; the entries themselves are read from redb.
 
+mod collect;
 mod compile;
 mod indexer;
 pub mod query;
@@ -19,9 +20,9 @@ use schema::Fields;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tantivy::collector::{Count, TopDocs};
+use tantivy::collector::Count;
 use tantivy::query::Query;
-use tantivy::{Index, IndexReader, Order};
+use tantivy::{Index, IndexReader};
 
 /// Entries indexed between commits, at most.
 pub const COMMIT_EVERY: usize = 20_000;
@@ -167,7 +168,7 @@ impl AuditIndex {
         let searcher = self.reader.searcher();
         // `total` counts the query's matches, not what is left after the cursor: the same on
         // every page.
-        let whole = s.count.then(|| {
+        let whole = (s.count && s.cursor.is_some()).then(|| {
             compile::restrict(
                 &self.fields,
                 s.query.box_clone(),
@@ -177,46 +178,17 @@ impl AuditIndex {
             )
         });
         let query = compile::restrict(&self.fields, s.query, s.visible_orgs, before, after);
-        let order = match s.sort {
-            Sort::NewestFirst => Order::Desc,
-            Sort::OldestFirst => Order::Asc,
-        };
         let limit = s.limit.max(1);
-        let top = |offset: usize| {
-            TopDocs::with_limit(limit)
-                .and_offset(offset)
-                .order_by_fast_field::<u64>("seq", order)
+        let page = collect::SeqPage {
+            keep: s.offset.saturating_add(limit),
+            newest_first: s.sort == Sort::NewestFirst,
         };
-        let (found, total) = if s.offset == 0 {
-            match (&whole, s.cursor) {
-                (Some(_), None) => {
-                    let (found, total) = searcher.search(&query, &(top(0), Count))?;
-                    (found, Some(total))
-                }
-                (Some(w), Some(_)) => (
-                    searcher.search(&query, &top(0))?,
-                    Some(searcher.search(w, &Count)?),
-                ),
-                (None, _) => (searcher.search(&query, &top(0))?, None),
-            }
-        } else {
-            // The collector keeps offset + limit hits: count first, so an offset past the end
-            // (however large: offset + limit may not even fit a usize) answers at once.
-            let remaining = searcher.search(&query, &Count)?;
-            let total = match &whole {
-                Some(w) if s.cursor.is_some() => Some(searcher.search(w, &Count)?),
-                Some(_) => Some(remaining),
-                None => None,
-            };
-            if s.offset >= remaining {
-                return Ok(Hits {
-                    seqs: Vec::new(),
-                    total,
-                });
-            }
-            (searcher.search(&query, &top(s.offset))?, total)
+        let (best, hits) = searcher.search(&query, &page)?;
+        let total = match &whole {
+            Some(w) => Some(searcher.search(w, &Count)?),
+            None => s.count.then_some(hits),
         };
-        let seqs = found.into_iter().filter_map(|(seq, _)| seq).collect();
+        let seqs = best.into_iter().skip(s.offset).take(limit).collect();
         Ok(Hits { seqs, total })
     }
 

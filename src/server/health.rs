@@ -36,6 +36,7 @@ async fn metrics(State(app): State<AppState>, headers: http::HeaderMap) -> Respo
     match app.metrics.encode(app.spend.dropped(), db_bytes) {
         Ok(mut text) => {
             budget_remaining(&app, &mut text);
+            audit_index(&app, &mut text);
             (
                 [(http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
                 text,
@@ -90,6 +91,26 @@ fn budget_remaining(app: &AppState, out: &mut String) {
         let _ = writeln!(
             out,
             "portcullis_budget_remaining_usd{{level=\"{level}\",id=\"{id}\"}} {left}"
+        );
+    }
+}
+
+/// The audit log's head and how far the search index is behind it (from memory: the store
+/// keeps its head, the indexer its position).
+fn audit_index(app: &AppState, out: &mut String) {
+    use std::fmt::Write as _;
+    let (head, _) = app.store.appended().now();
+    let _ = writeln!(
+        out,
+        "# HELP portcullis_audit_head_seq Sequence number of the newest audit entry.\n# TYPE portcullis_audit_head_seq gauge\nportcullis_audit_head_seq {head}"
+    );
+    if let Some(index) = &app.audit_index {
+        let indexed = index.status().indexed();
+        let _ = writeln!(
+            out,
+            "# HELP portcullis_audit_index_lag_entries Audit entries not yet searchable.\n# TYPE portcullis_audit_index_lag_entries gauge\nportcullis_audit_index_lag_entries {}\n# HELP portcullis_audit_index_healthy 1 unless the audit indexer is failing.\n# TYPE portcullis_audit_index_healthy gauge\nportcullis_audit_index_healthy {}",
+            head.saturating_sub(indexed),
+            u8::from(index.status().healthy())
         );
     }
 }

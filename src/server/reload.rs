@@ -72,6 +72,10 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
         old.metrics_auth != new.metrics_auth,
         "general_settings.metrics_auth",
     );
+    check(
+        old.audit_retention != new.audit_retention,
+        "general_settings.audit_retention_days",
+    );
     out
 }
 

@@ -557,3 +557,29 @@ async fn budget_remaining_is_exported_for_organisations_and_teams_with_a_budget(
     assert!(text.contains(r#"portcullis_budget_remaining_usd{level="team",id="t1"} 5"#));
     assert!(!text.contains(r#"id="free""#), "no budget, no series");
 }
+
+#[tokio::test]
+async fn the_audit_head_and_the_search_index_lag_are_exported() {
+    let api = Api::start();
+    for i in 0..3 {
+        let (status, out) = api
+            .post("/team/new", json!({"team_id": format!("m{i}")}))
+            .await;
+        assert_eq!(status, 200, "{out}");
+    }
+    // The index catches up within its commit interval; the scrape shows the lag falling to 0.
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = scrape_as(&api, None).await.1;
+        if text.contains("portcullis_audit_index_lag_entries 0") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(text.contains("portcullis_audit_head_seq 3"), "{text}");
+    assert!(
+        text.contains("portcullis_audit_index_lag_entries 0"),
+        "{text}"
+    );
+    assert!(text.contains("portcullis_audit_index_healthy 1"), "{text}");
+}
