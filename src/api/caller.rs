@@ -144,7 +144,11 @@ impl FromRequestParts<AppState> for Caller {
             }
         };
         let origin = Origin {
-            request_id: crate::request::new_call_id(),
+            request_id: parts
+                .extensions
+                .get::<super::RequestId>()
+                .map(|r| r.0.clone())
+                .unwrap_or_else(crate::request::new_call_id),
             source_ip: parts
                 .extensions
                 .get::<PeerAddr>()

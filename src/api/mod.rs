@@ -32,7 +32,32 @@ pub fn routes() -> Router<AppState> {
         .merge(customers::routes())
         .merge(spend::routes())
         .merge(explain::routes())
+        .layer(axum::middleware::from_fn(tag_request))
 }
+
+/// The id of one management request: recorded in the audit entries of the changes it makes
+/// and returned as `x-request-id`, so a client can find its change in the log.
+#[derive(Clone)]
+pub struct RequestId(pub String);
+
+async fn tag_request(
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let id = crate::request::new_call_id();
+    let header = http::HeaderValue::from_str(&id).ok();
+    req.extensions_mut().insert(RequestId(id));
+    let mut resp = next.run(req).await;
+    if let Some(v) = header {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+/// Management bodies describe one object (or a short list of ids): 1 MiB is generous, and
+/// every change is kept in the audit log, before and after, so an unbounded body would be an
+/// unbounded entry.
+pub const MAX_MANAGEMENT_BODY: usize = 1024 * 1024;
 
 /// A request body as a JSON object (an empty body is an empty object).
 async fn body_of(
@@ -40,7 +65,12 @@ async fn body_of(
     headers: &http::HeaderMap,
     body: axum::body::Body,
 ) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
-    crate::request::json_object(headers, body, &app.body_limits)
+    let limits = crate::request::BodyLimits {
+        max_bytes: app.body_limits.max_bytes.min(MAX_MANAGEMENT_BODY),
+        idle: app.body_limits.idle,
+        budget: app.body_limits.budget.clone(),
+    };
+    crate::request::json_object(headers, body, &limits)
         .await
         .map(|(map, _permit)| map)
         .map_err(ApiError::Body)

@@ -98,6 +98,19 @@ fn scoped_view(caller: &Caller, dir: &crate::tenancy::Directory, e: &UserEntry) 
     view(&record, spend(&e.meter, &e.limits))
 }
 
+/// A change to a user's membership of one team or organisation: its entry is scoped to that
+/// team or organisation only, so the admins of the user's other organisations do not read it.
+pub fn membership_change(
+    before: Option<&UserRecord>,
+    after: Option<&UserRecord>,
+    within: crate::audit::Within,
+) -> Change {
+    Change {
+        within,
+        ..change("updated", before, after)
+    }
+}
+
 pub fn change(action: &str, before: Option<&UserRecord>, after: Option<&UserRecord>) -> Change {
     let id = after
         .or(before)

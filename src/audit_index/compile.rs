@@ -67,6 +67,10 @@ impl Compiler<'_> {
                 term_query(Term::from_field_text(self.fields.keyword(*field), value))
             }
             Ast::Prefix { field, value } => prefix(self.fields.keyword(*field), value),
+            // Both ends open: every entry has a sequence number and a time.
+            Ast::Range {
+                lo: None, hi: None, ..
+            } => Box::new(AllQuery),
             Ast::Range { field, lo, hi } => {
                 let bound = |v: Option<i64>, make: &dyn Fn(i64) -> Term| match v {
                     Some(v) => Bound::Included(make(v)),

@@ -80,18 +80,72 @@ impl IndexStatus {
     }
 }
 
-fn payload(seq: u64) -> String {
-    serde_json::json!({"tag": SCHEMA_TAG, "seq": seq}).to_string()
+/// What each commit records: the layout, the last entry covered, and that entry's hash — so a
+/// restored or foreign data file whose log merely has the same length is not mistaken for the
+/// history the index was built from.
+fn payload(seq: u64, hash: &str) -> String {
+    serde_json::json!({"tag": SCHEMA_TAG, "seq": seq, "hash": hash}).to_string()
 }
 
-/// The sequence number an index's last commit covers, if it is an index of our layout.
-fn committed_seq(index: &Index) -> Option<u64> {
+/// The entry (sequence number and hash) an index's last commit covers, if it is of our layout.
+fn committed(index: &Index) -> Option<(u64, String)> {
     let metas = index.load_metas().ok()?;
     let p: serde_json::Value = serde_json::from_str(metas.payload.as_deref()?).ok()?;
-    (p["tag"].as_str() == Some(SCHEMA_TAG))
-        .then(|| p["seq"].as_u64())
-        .flatten()
+    if p["tag"].as_str() != Some(SCHEMA_TAG) {
+        return None;
+    }
+    Some((p["seq"].as_u64()?, p["hash"].as_str()?.to_string()))
 }
+
+/// Why an opened index cannot be trusted to match the log, if it cannot: its covered entry must
+/// be this log's entry with the same hash, every file must pass its checksum and open, and it
+/// must hold exactly one document per entry it covers (a doctored payload or a dropped segment
+/// shows there).
+fn distrust(index: &Index, store: &Store) -> Result<Option<String>, IndexError> {
+    let Some((seq, hash)) = committed(index) else {
+        return Ok(Some("it has another layout".into()));
+    };
+    let (head, _) = store.audit_head()?;
+    if seq > head {
+        return Ok(Some(format!(
+            "it covers entry {seq} but the log ends at {head} (a restored backup?)"
+        )));
+    }
+    let checkpoint = store.audit_checkpoint()?;
+    let first_kept = checkpoint.as_ref().map_or(1, |c| c.through_seq + 1);
+    let known = if seq == 0 {
+        Some(GENESIS.to_string())
+    } else if seq >= first_kept {
+        store.audit_hash(seq)?
+    } else {
+        checkpoint
+            .filter(|c| c.through_seq == seq)
+            .map(|c| c.through_hash)
+    };
+    if known.as_deref() != Some(hash.as_str()) {
+        return Ok(Some(format!(
+            "entry {seq} of this log is not the one it was built from (a restored or replaced data file?)"
+        )));
+    }
+    let damaged = index.validate_checksum()?;
+    if !damaged.is_empty() {
+        return Ok(Some(format!(
+            "{} of its files fail their checksums",
+            damaged.len()
+        )));
+    }
+    let reader = index.reader()?;
+    let docs = reader.searcher().num_docs();
+    let expected = (seq + 1).saturating_sub(first_kept);
+    if docs != expected {
+        return Ok(Some(format!(
+            "it holds {docs} documents for the {expected} entries it claims to cover"
+        )));
+    }
+    Ok(None)
+}
+
+const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// Opens the index in `dir`, or rebuilds it empty (the indexer then fills it) when it is
 /// missing, unreadable, of another layout, or ahead of the table.
@@ -100,21 +154,26 @@ pub fn open_or_rebuild(
     fields: &Fields,
     store: &Store,
 ) -> Result<(Index, u64), IndexError> {
-    let (head, _) = store.audit_head()?;
     let opened = std::panic::catch_unwind(|| Index::open_in_dir(dir)).ok();
     let reason = match opened {
         None => "it could not be read".to_string(),
         Some(Err(e)) if dir.exists() => format!("it could not be opened ({e})"),
         Some(Err(_)) => "it does not exist yet".to_string(),
-        Some(Ok(index)) => match committed_seq(&index) {
-            Some(seq) if seq <= head && index.schema() == fields.schema => {
-                return Ok((index, seq));
+        Some(Ok(index)) if index.schema() != fields.schema => "it has another layout".to_string(),
+        Some(Ok(index)) => {
+            // Damage can make tantivy panic rather than fail: either way, rebuild.
+            let judged =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| distrust(&index, store)));
+            match judged {
+                Ok(Ok(None)) => {
+                    let seq = committed(&index).map_or(0, |(s, _)| s);
+                    return Ok((index, seq));
+                }
+                Ok(Ok(Some(why))) => why,
+                Ok(Err(e)) => format!("it could not be read ({e})"),
+                Err(_) => "it could not be read".to_string(),
             }
-            Some(seq) if seq > head => {
-                format!("it covers entry {seq} but the log ends at {head} (a restored backup?)")
-            }
-            _ => "it has another layout".to_string(),
-        },
+        }
     };
     tracing::info!(dir = %dir.display(), reason, "building the audit search index from the audit log");
     Ok((create_empty(dir, fields)?, 0))
@@ -128,7 +187,7 @@ fn create_empty(dir: &Path, fields: &Fields) -> Result<Index, IndexError> {
     let index = Index::create_in_dir(dir, fields.schema.clone())?;
     let mut writer: IndexWriter = index.writer_with_num_threads(1, WRITER_BYTES)?;
     let mut commit = writer.prepare_commit()?;
-    commit.set_payload(&payload(0));
+    commit.set_payload(&payload(0, GENESIS));
     commit.commit()?;
     writer.wait_merging_threads()?;
     Ok(index)
@@ -166,9 +225,16 @@ fn delete_through(writer: &IndexWriter, fields: &Fields, through: u64) -> Result
     Ok(())
 }
 
-fn commit(writer: &mut IndexWriter, seq: u64) -> Result<(), IndexError> {
+fn commit(writer: &mut IndexWriter, store: &Store, seq: u64) -> Result<(), IndexError> {
+    let hash = if seq == 0 {
+        GENESIS.to_string()
+    } else {
+        store
+            .audit_hash(seq)?
+            .ok_or_else(|| IndexError::Other(format!("audit entry {seq} has no stored hash")))?
+    };
     let mut c = writer.prepare_commit()?;
-    c.set_payload(&payload(seq));
+    c.set_payload(&payload(seq, &hash));
     c.commit()?;
     Ok(())
 }
@@ -187,7 +253,7 @@ pub fn rebuild(dir: &Path, fields: &Fields, store: &Store) -> Result<u64, IndexE
         count += n as u64;
         at = last;
     }
-    commit(&mut writer, at)?;
+    commit(&mut writer, store, at)?;
     writer.wait_merging_threads()?;
     Ok(count)
 }
@@ -236,7 +302,7 @@ fn follow(index: &AuditIndex, store: &Store) -> Result<(), IndexError> {
         let (_, generation) = signal.now();
         if index.stopping() {
             if pending > 0 {
-                commit(&mut writer, added)?;
+                commit(&mut writer, store, added)?;
             }
             writer.wait_merging_threads()?;
             return Ok(());
@@ -252,7 +318,7 @@ fn follow(index: &AuditIndex, store: &Store) -> Result<(), IndexError> {
             || oldest_pending.is_some_and(|t| t.elapsed() >= COMMIT_AFTER)
             || (wanted > committed && (n < READ_BATCH || added >= wanted));
         if pending > 0 && due {
-            commit(&mut writer, added)?;
+            commit(&mut writer, store, added)?;
             index.reload()?;
             committed = added;
             pending = 0;
@@ -269,5 +335,73 @@ fn follow(index: &AuditIndex, store: &Store) -> Result<(), IndexError> {
             None => Duration::from_secs(5),
         };
         signal.wait_past(added, generation, wait);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::audit::{Actor, Change, Origin};
+
+    fn store_with(path: &Path, words: &[&str]) -> Store {
+        let store = Store::open(path).unwrap();
+        for w in words {
+            store
+                .write(&Actor::System, &Origin::default(), |tx| {
+                    tx.audit(Change {
+                        action: "created".into(),
+                        table_name: "t".into(),
+                        object_id: (*w).into(),
+                        ..Default::default()
+                    });
+                    Ok::<_, crate::store::StoreError>(())
+                })
+                .unwrap();
+        }
+        store
+    }
+
+    fn indexed(dir: &Path, store: &Store) {
+        let fields = Fields::new();
+        rebuild(dir, &fields, store).unwrap();
+    }
+
+    #[test]
+    fn an_index_of_another_history_of_the_same_length_is_rebuilt() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("index");
+        let a = store_with(&tmp.path().join("a.redb"), &["a1", "a2", "a3"]);
+        indexed(&dir, &a);
+        let fields = Fields::new();
+        // The same log again: trusted, resumes at its end.
+        let (_, seq) = open_or_rebuild(&dir, &fields, &a).unwrap();
+        assert_eq!(seq, 3);
+        // A different log of the same length (a restored or replaced data file): rebuilt.
+        let b = store_with(&tmp.path().join("b.redb"), &["b1", "b2", "b3"]);
+        let (_, seq) = open_or_rebuild(&dir, &fields, &b).unwrap();
+        assert_eq!(seq, 0);
+    }
+
+    #[test]
+    fn a_damaged_segment_file_makes_the_index_rebuild() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("index");
+        let a = store_with(&tmp.path().join("a.redb"), &["a1", "a2"]);
+        indexed(&dir, &a);
+        let victim = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "idx"))
+            .unwrap();
+        let len = std::fs::metadata(&victim).unwrap().len();
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&victim)
+            .unwrap();
+        f.set_len(len / 2).unwrap();
+        let (_, seq) = open_or_rebuild(&dir, &Fields::new(), &a).unwrap();
+        assert_eq!(seq, 0);
     }
 }

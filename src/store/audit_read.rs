@@ -94,6 +94,14 @@ impl Store {
         Ok(AuditPage { entries, total })
     }
 
+    /// The stored hash of entry `seq` (`None` if there is no such entry, e.g. pruned).
+    pub fn audit_hash(&self, seq: u64) -> Result<Option<String>, StoreError> {
+        let txn = self.read()?;
+        let t = txn.open_table(tables::AUDIT_HASHES)?;
+        let found = t.get(seq)?;
+        Ok(found.map(|v| v.value().to_string()))
+    }
+
     /// The newest entry's sequence number and hash (all zeros before the first entry).
     pub fn audit_head(&self) -> Result<(u64, String), StoreError> {
         let txn = self.read()?;

@@ -110,3 +110,106 @@ async fn audit_lists_every_change_with_its_actor_and_values() {
     assert_eq!(api.get_as(&user_key, &format!("/audit/{id}")).await.0, 404);
     assert_eq!(api.get_as(&user_key, "/audit/head").await.0, 403);
 }
+
+#[tokio::test]
+async fn a_change_names_its_request_and_open_ranges_match_everything() {
+    let api = Api::start();
+    let resp = api
+        .http
+        .post(api.gw.url("/team/new"))
+        .bearer_auth(crate::harness::MASTER_KEY)
+        .json(&json!({"team_id": "traced"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let request_id = resp
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from)
+        .expect("management answers carry x-request-id");
+    // The client finds its change by the id it got back.
+    let (s, found) = api
+        .get(&format!("/audit/search?q=request:{request_id}"))
+        .await;
+    assert_eq!(s, 200, "{found}");
+    assert_eq!(found["total"], 1, "{found}");
+    assert_eq!(found["entries"][0]["object_id"], "traced");
+
+    // A range open at both ends is every entry (it used to crash the query).
+    for q in [
+        "seq:%5B*%20TO%20*%5D",
+        "time:%7B*%20TO%20*%7D",
+        "-seq:%5B*%20TO%20*%5D",
+    ] {
+        let (s, out) = api.get(&format!("/audit/search?q={q}")).await;
+        assert_eq!(s, 200, "{q}: {out}");
+        let expected = if q.starts_with('-') { 0 } else { 1 };
+        assert_eq!(out["total"], expected, "{q}: {out}");
+    }
+}
+
+/// An organisation admin reads the entries about its members, but a membership change another
+/// organisation's admin makes to a shared user is that organisation's business.
+#[tokio::test]
+async fn membership_changes_elsewhere_are_not_read_by_a_shared_users_other_org() {
+    let api = Api::start();
+    for (path, body) in [
+        (
+            "/organization/new",
+            json!({"organization_id": "A", "organization_alias": "A"}),
+        ),
+        (
+            "/organization/new",
+            json!({"organization_id": "B", "organization_alias": "B"}),
+        ),
+        (
+            "/team/new",
+            json!({"team_id": "TA", "organization_id": "A"}),
+        ),
+        (
+            "/team/new",
+            json!({"team_id": "TB", "organization_id": "B"}),
+        ),
+        ("/user/new", json!({"user_id": "shared"})),
+        ("/user/new", json!({"user_id": "admin-a"})),
+        (
+            "/organization/member_add",
+            json!({"organization_id": "A", "member": [{"user_id": "admin-a", "role": "org_admin"}, {"user_id": "shared", "role": "internal_user"}]}),
+        ),
+        (
+            "/organization/member_add",
+            json!({"organization_id": "B", "member": {"user_id": "shared", "role": "internal_user"}}),
+        ),
+        (
+            "/team/member_add",
+            json!({"team_id": "TA", "member": {"user_id": "shared", "role": "user"}}),
+        ),
+        (
+            "/team/member_add",
+            json!({"team_id": "TB", "member": {"user_id": "shared", "role": "user"}}),
+        ),
+    ] {
+        let (s, out) = api.post(path, body).await;
+        assert_eq!(s, 200, "{path}: {out}");
+    }
+    let (s, key) = api
+        .post("/key/generate", json!({"user_id": "admin-a"}))
+        .await;
+    assert_eq!(s, 200, "{key}");
+    let admin_a = secret_of(&key);
+    let (s, found) = api
+        .get_as(&admin_a, "/audit/search?q=object:shared&limit=100")
+        .await;
+    assert_eq!(s, 200, "{found}");
+    let entries = found["entries"].as_array().unwrap();
+    assert!(!entries.is_empty(), "{found}");
+    for e in entries {
+        // Nothing about team TB or organisation B: not the entry, not inside the values.
+        let scope = e["scope"].as_array().unwrap();
+        assert!(scope.iter().any(|o| o == "A"), "{e}");
+        let text = e.to_string();
+        assert!(!text.contains("\"TB\"") && !text.contains("\"B\""), "{e}");
+    }
+}

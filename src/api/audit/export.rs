@@ -1,7 +1,7 @@
 //! `GET /audit/export`: every visible entry of a time range (and optionally a query), oldest
 //! first, as JSON lines — streamed, so an export of millions of entries holds one batch in memory.
 
-use super::{ApiError, Caller, FRESHNESS_WAIT, Params, Visible, date_arg, view};
+use super::{ApiError, Caller, Params, Visible, date_arg, view_for};
 use crate::app::AppState;
 use crate::audit_index::{Search, Sort};
 use axum::body::Body;
@@ -12,6 +12,8 @@ use serde::Deserialize;
 
 /// Entries read per step (one index page, one read transaction).
 const BATCH: usize = 1000;
+/// Bytes of JSON lines sent at a time.
+const CHUNK_BYTES: usize = 256 * 1024;
 
 #[derive(Deserialize)]
 pub(super) struct ExportQuery {
@@ -43,9 +45,19 @@ pub(super) async fn export(
             "start_date",
         ));
     }
-    let Some(index) = app.audit_index.clone() else {
+    if app.audit_index.is_none() {
         return Err(ApiError::Unavailable(
             "The audit search index is unavailable; GET /audit still lists entries.".into(),
+        ));
+    }
+    // An export is for a SIEM: it must be complete, so it starts only once the index covers
+    // the log (a rebuild in progress, or a failing indexer, is a 503 to retry — never a short
+    // file).
+    let Some(index) = super::fresh_index(&app, &caller).await? else {
+        return Err(ApiError::Unavailable(
+            "The audit search index is catching up with the log; retry the export shortly \
+             (GET /audit/head shows the lag)."
+                .into(),
         ));
     };
     let now = crate::types::now_ms();
@@ -56,13 +68,13 @@ pub(super) async fn export(
     let visible = Visible::of(&caller);
     let store = app.store.clone();
     let request_id = caller.origin.request_id.clone();
+    let reader = super::reader_of(&app, &caller);
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     let q = p.q.unwrap_or_default();
     tokio::task::spawn_blocking(move || {
         let run = || -> Result<(), String> {
-            let (head, _) = store.audit_head().map_err(|e| e.to_string())?;
-            index.wait_for(head, FRESHNESS_WAIT);
             let mut cursor = None;
+            let mut out = Vec::new();
             loop {
                 let query = index.parse(&q, now).map_err(|e| e.to_string())?;
                 let range = crate::store::AuditFilter {
@@ -89,21 +101,31 @@ pub(super) async fn export(
                 let entries = store
                     .audit_entries_by_seq(&hits.seqs)
                     .map_err(|e| e.to_string())?;
-                let mut out = Vec::with_capacity(entries.len() * 512);
                 for e in &entries {
-                    serde_json::to_writer(&mut out, &view(e)).map_err(|e| e.to_string())?;
+                    serde_json::to_writer(&mut out, &view_for(&reader, e))
+                        .map_err(|e| e.to_string())?;
                     out.push(b'\n');
-                }
-                if !out.is_empty() && tx.blocking_send(Ok(Bytes::from(out))).is_err() {
-                    return Ok(()); // the client went away
+                    // Sent in chunks of bounded size: entries can be large.
+                    if out.len() >= CHUNK_BYTES
+                        && tx
+                            .blocking_send(Ok(Bytes::from(std::mem::take(&mut out))))
+                            .is_err()
+                    {
+                        return Ok(()); // the client went away
+                    }
                 }
                 if hits.seqs.len() < BATCH {
+                    if !out.is_empty() {
+                        let _ = tx.blocking_send(Ok(Bytes::from(out)));
+                    }
                     return Ok(());
                 }
                 cursor = hits.seqs.last().copied();
             }
         };
-        if let Err(detail) = run() {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
+            .unwrap_or_else(|_| Err("the export panicked".into()));
+        if let Err(detail) = outcome {
             tracing::error!(request_id, detail, "audit export failed");
             // Ending the body with an error aborts the response, so a truncated export is
             // never mistaken for a complete one.

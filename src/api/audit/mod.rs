@@ -106,6 +106,51 @@ fn json_text(text: &str) -> Value {
 }
 
 /// An entry in LiteLLM's shape, plus what Portcullis records besides.
+/// An entry as `reader` may see it. An organisation admin reads the entries about a user who
+/// also belongs to other organisations; the user's memberships there are left out of the values,
+/// as `/user/info` leaves them out.
+fn view_for(reader: &Reader, e: &Entry) -> Value {
+    let mut v = view(e);
+    if let Some((caller, dir)) = reader
+        && e.change.table_name == crate::api::users::TABLE
+    {
+        let id = &caller.identity;
+        for side in ["before_value", "updated_values"] {
+            let Some(m) = v.get_mut(side).and_then(Value::as_object_mut) else {
+                continue;
+            };
+            if let Some(teams) = m.get_mut("teams").and_then(Value::as_array_mut) {
+                teams.retain(|t| {
+                    t.as_str().and_then(|t| dir.team(t)).is_some_and(|t| {
+                        id.team_reach(dir, &t.record) >= crate::tenancy::scope::Reach::Read
+                    })
+                });
+            }
+            if let Some(orgs) = m
+                .get_mut("organization_memberships")
+                .and_then(Value::as_array_mut)
+            {
+                orgs.retain(|o| {
+                    o["organization_id"]
+                        .as_str()
+                        .and_then(|o| dir.org(o))
+                        .is_some_and(|o| {
+                            id.org_reach(dir, &o) >= crate::tenancy::scope::Reach::Read
+                        })
+                });
+            }
+        }
+    }
+    v
+}
+
+/// Who reads, when the values must be trimmed to its reach (`None`: it sees everything).
+type Reader = Option<(Caller, Arc<crate::tenancy::Directory>)>;
+
+fn reader_of(app: &AppState, caller: &Caller) -> Reader {
+    (!caller.identity.sees_everything()).then(|| (caller.clone(), app.directory.clone()))
+}
+
 fn view(e: &Entry) -> Value {
     let role = e.actor.role();
     json!({
@@ -247,8 +292,9 @@ async fn list(
             .await?
         }
     };
+    let reader = reader_of(&app, &caller);
     Ok(Json(json!({
-        "audit_logs": found.entries.iter().map(view).collect::<Vec<_>>(),
+        "audit_logs": found.entries.iter().map(|e| view_for(&reader, e)).collect::<Vec<_>>(),
         "total": found.total,
         "page": page,
         "page_size": size,
@@ -273,7 +319,7 @@ async fn one(
         .await?
         .filter(|e| visible.shows(e))
         .ok_or_else(not_found)?;
-    Ok(Json(view(&entry)))
+    Ok(Json(view_for(&reader_of(&app, &caller), &entry)))
 }
 
 async fn head(State(app): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {

@@ -1,6 +1,6 @@
 //! `GET /audit/search?q=`: the query language (docs/audit.md) with cursor pagination.
 
-use super::{ApiError, Caller, FRESHNESS_WAIT, MAX_PAGE_SIZE, Params, Visible, blocking, view};
+use super::{ApiError, Caller, FRESHNESS_WAIT, MAX_PAGE_SIZE, Params, Visible, blocking};
 use crate::app::AppState;
 use crate::audit_index::{Search, Sort};
 use crate::store::StoreError;
@@ -54,7 +54,7 @@ pub(super) async fn search(
         .map_err(|e| ApiError::invalid(format!("Bad query: {e}"), "q"))?;
     let visible = Visible::of(&caller);
     let store = app.store.clone();
-    let (head, hits, entries) = blocking(&caller, move || {
+    let (head, hits, entries, more) = blocking(&caller, move || {
         let (head, _) = store.audit_head()?;
         // Read-your-writes: a change acknowledged before this search is in its results, unless
         // the indexer is far behind (then `index_lag` says by how much).
@@ -66,12 +66,16 @@ pub(super) async fn search(
                 sort,
                 cursor,
                 offset: 0,
-                limit,
+                // One more than the page: whether there is a next page at all.
+                limit: limit + 1,
                 count: true,
             })
             .map_err(|e| StoreError::Db(e.to_string()))?;
+        let mut hits = hits;
+        let more = hits.seqs.len() > limit;
+        hits.seqs.truncate(limit);
         let entries = store.audit_entries_by_seq(&hits.seqs)?;
-        Ok((head, hits, entries))
+        Ok((head, hits, entries, more))
     })
     .await?;
     let indexed = app
@@ -79,14 +83,15 @@ pub(super) async fn search(
         .as_ref()
         .map(|i| i.status().indexed())
         .unwrap_or(0);
-    let next_cursor = (hits.seqs.len() == limit)
-        .then(|| hits.seqs.last().map(u64::to_string))
-        .flatten();
+    let next_cursor = more.then(|| hits.seqs.last().map(u64::to_string)).flatten();
+    // Log-wide positions tell how busy the whole proxy is: only for those who read all of it.
+    let all = caller.identity.sees_everything();
+    let reader = super::reader_of(&app, &caller);
     Ok(Json(json!({
-        "entries": entries.iter().map(view).collect::<Vec<_>>(),
+        "entries": entries.iter().map(|e| super::view_for(&reader, e)).collect::<Vec<_>>(),
         "total": hits.total,
         "next_cursor": next_cursor,
-        "indexed_through": indexed,
+        "indexed_through": all.then_some(indexed),
         "index_lag": head.saturating_sub(indexed),
     })))
 }

@@ -122,10 +122,12 @@ async fn membership<T: Send + 'static>(
         for u in users {
             let prior = tx.get_user(&u.user_id)?;
             tx.put_user(&u)?;
-            tx.audit(crate::api::users::change(
-                "updated",
+            let mut within = crate::audit::Within::default();
+            within.add_org(Some(&org_id));
+            tx.audit(crate::api::users::membership_change(
                 prior.as_ref(),
                 Some(&u),
+                within,
             ));
             fx.users.push(u);
         }

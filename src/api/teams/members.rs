@@ -159,10 +159,12 @@ pub(super) fn link_user(
     after.updated_at_ms = now_ms();
     after.updated_by = by.to_string();
     tx.put_user(&after)?;
-    tx.audit(crate::api::users::change(
-        "updated",
+    let mut within = crate::audit::Within::default();
+    within.add_team(Some(team_id));
+    tx.audit(crate::api::users::membership_change(
         Some(user),
         Some(&after),
+        within,
     ));
     fx.users.push(after);
     Ok(())
