@@ -104,6 +104,7 @@ fn world() -> (Directory, Authenticator, String) {
             updated_at_ms: 0,
             created_by: String::new(),
             updated_by: String::new(),
+            scim: None,
         })
         .collect();
     let users: Vec<UserRecord> = (0..USERS)
@@ -128,6 +129,7 @@ fn world() -> (Directory, Authenticator, String) {
             updated_at_ms: 0,
             created_by: String::new(),
             updated_by: String::new(),
+            scim: None,
         })
         .collect();
     dir.load(TenancySnapshot {

@@ -126,7 +126,7 @@ impl FromRequestParts<AppState> for Caller {
                     .as_deref()
                     .and_then(|u| app.directory.user(u));
                 if let Some(u) = &user
-                    && u.record.blocked
+                    && u.record.disabled()
                 {
                     return Err(ApiError::Forbidden("This user is blocked.".into()));
                 }

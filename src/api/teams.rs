@@ -229,6 +229,7 @@ async fn new_team(
         updated_at_ms: now,
         created_by: caller.label(),
         updated_by: caller.label(),
+        scim: None,
     };
     apply(&mut team, &body)?;
     let specs = member_specs(body.get("members_with_roles"), "members_with_roles")?;

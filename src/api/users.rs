@@ -150,6 +150,7 @@ pub fn blank_user(user_id: &str, by: &str) -> UserRecord {
         updated_at_ms: now,
         created_by: by.to_string(),
         updated_by: by.to_string(),
+        scim: None,
     }
 }
 

@@ -13,6 +13,9 @@ pub fn run(txn: &WriteTransaction, found: u32) -> Result<(), StoreError> {
     // 3: audit entries gain a scope. Old entries stay in `audit_v1` byte for byte (their
     // hashes are of those bytes); new ones continue the chain in `audit_v2`, which
     // `create_all` makes. Nothing to convert.
+    if found < 4 {
+        to_4(txn)?;
+    }
     if found < SCHEMA_VERSION {
         tracing::info!(
             from = found,
@@ -23,6 +26,46 @@ pub fn run(txn: &WriteTransaction, found: u32) -> Result<(), StoreError> {
             .insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice())?;
     }
     Ok(())
+}
+
+/// Moves every record of `old` into `new`, converted, and drops `old`.
+fn convert<Old, New>(
+    txn: &WriteTransaction,
+    old: redb::TableDefinition<&str, &[u8]>,
+    new: redb::TableDefinition<&str, &[u8]>,
+) -> Result<(), StoreError>
+where
+    Old: serde::de::DeserializeOwned,
+    New: serde::Serialize + From<Old>,
+{
+    let rows: Vec<(String, Vec<u8>)> = match txn.open_table(old) {
+        Ok(t) => {
+            let mut rows = Vec::new();
+            for row in t.iter()? {
+                let (k, v) = row?;
+                rows.push((k.value().to_string(), v.value().to_vec()));
+            }
+            rows
+        }
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    {
+        let mut to = txn.open_table(new)?;
+        for (id, bytes) in &rows {
+            let record: New = codec::decode::<Old>(bytes)?.into();
+            to.insert(id.as_str(), codec::encode(&record)?.as_slice())?;
+        }
+    }
+    txn.delete_table(old)?;
+    Ok(())
+}
+
+/// 4: users and teams gain their SCIM state (none yet).
+fn to_4(txn: &WriteTransaction) -> Result<(), StoreError> {
+    use super::tenancy::{TeamRecord, TeamRecordV1, UserRecord, UserRecordV1};
+    convert::<UserRecordV1, UserRecord>(txn, tables::USERS_V1, tables::USERS)?;
+    convert::<TeamRecordV1, TeamRecord>(txn, tables::TEAMS_V1, tables::TEAMS)
 }
 
 /// 2: keys gain a stable id, an organisation, allowed routes and a key type.
@@ -45,4 +88,80 @@ fn to_2(txn: &WriteTransaction) -> Result<(), StoreError> {
     }
     txn.delete_table(tables::KEYS_V1)?;
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::super::tenancy::{TeamRecordV1, UserRecordV1};
+    use super::super::{Budget, Store, codec, tables};
+    use crate::roles::GlobalRole;
+
+    #[test]
+    fn schema_3_users_and_teams_gain_an_empty_scim_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.redb");
+        {
+            let db = redb::Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut meta = txn.open_table(tables::META).unwrap();
+                meta.insert("format", b"portcullis".as_slice()).unwrap();
+                meta.insert("schema_version", 3u32.to_le_bytes().as_slice())
+                    .unwrap();
+                let user = UserRecordV1 {
+                    user_id: "u1".into(),
+                    user_email: Some("u1@example.com".into()),
+                    user_alias: None,
+                    user_role: GlobalRole::InternalUser,
+                    password_hash: None,
+                    models: vec!["m".into()],
+                    budget: Budget::default(),
+                    teams: vec!["t1".into()],
+                    organizations: Vec::new(),
+                    metadata_json: "{}".into(),
+                    blocked: true,
+                    sso_user_id: None,
+                    external_id: Some("x".into()),
+                    created_at_ms: 1,
+                    updated_at_ms: 2,
+                    created_by: "a".into(),
+                    updated_by: "b".into(),
+                };
+                txn.open_table(tables::USERS_V1)
+                    .unwrap()
+                    .insert("u1", codec::encode(&user).unwrap().as_slice())
+                    .unwrap();
+                let team = TeamRecordV1 {
+                    team_id: "t1".into(),
+                    team_alias: Some("T".into()),
+                    organization_id: None,
+                    models: Vec::new(),
+                    budget: Budget::default(),
+                    members: Vec::new(),
+                    blocked: false,
+                    metadata_json: "{}".into(),
+                    external_id: None,
+                    created_at_ms: 1,
+                    updated_at_ms: 1,
+                    created_by: String::new(),
+                    updated_by: String::new(),
+                };
+                txn.open_table(tables::TEAMS_V1)
+                    .unwrap()
+                    .insert("t1", codec::encode(&team).unwrap().as_slice())
+                    .unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let snap = store.tenancy_snapshot().unwrap();
+        assert_eq!(snap.users.len(), 1);
+        let u = &snap.users[0];
+        assert_eq!(u.user_email.as_deref(), Some("u1@example.com"));
+        assert!(u.blocked && u.scim.is_none() && u.disabled());
+        assert_eq!(snap.teams.len(), 1);
+        assert_eq!(snap.teams[0].team_alias.as_deref(), Some("T"));
+        assert!(snap.teams[0].scim.is_none());
+    }
 }

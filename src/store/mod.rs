@@ -38,7 +38,7 @@ pub use tenancy::{
 };
 
 /// The schema this binary writes. A file with a higher number was written by a newer release.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 const FORMAT_MARKER: &[u8] = b"portcullis";
 /// redb's page cache. Its default (1 GiB) grows the process with every spend log page ever
 /// written; nothing on the request path reads the file, and the OS caches it anyway.
@@ -340,6 +340,8 @@ fn inspect_read_only(path: &Path) -> Result<(), StoreError> {
             }
             walk::<keys::KeyRecordV1>(&txn, &names, tables::KEYS_V1)?;
             walk::<KeyRecord>(&txn, &names, tables::KEYS_V2)?;
+            walk::<tenancy::UserRecordV1>(&txn, &names, tables::USERS_V1)?;
+            walk::<tenancy::TeamRecordV1>(&txn, &names, tables::TEAMS_V1)?;
             walk::<UserRecord>(&txn, &names, tables::USERS)?;
             walk::<TeamRecord>(&txn, &names, tables::TEAMS)?;
             walk::<OrgRecord>(&txn, &names, tables::ORGS)?;

@@ -24,12 +24,18 @@ pub const KEY_ALIASES: TableDefinition<&str, &str> = TableDefinition::new("key_a
 /// sha256 hex of the key → encoded `KeyRecord` (schema 2: stable key id, organisation,
 /// allowed routes, key type). Replaces `keys_v1` through migration 2.
 pub const KEYS_V2: TableDefinition<&str, &[u8]> = TableDefinition::new("keys_v2");
-/// user id → encoded `UserRecord`.
-pub const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users_v1");
+/// Schemas 1–3: user id → encoded `UserRecordV1`; emptied and dropped by migration 4.
+pub const USERS_V1: TableDefinition<&str, &[u8]> = TableDefinition::new("users_v1");
+/// user id → encoded `UserRecord` (schema 4: with its SCIM state).
+pub const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users_v2");
+/// lower-cased SCIM `userName` → user id: a userName names at most one user.
+pub const SCIM_USER_NAMES: TableDefinition<&str, &str> = TableDefinition::new("scim_user_names_v1");
 /// lower-cased email → user id: an email names at most one user.
 pub const USER_EMAILS: TableDefinition<&str, &str> = TableDefinition::new("user_emails_v1");
-/// team id → encoded `TeamRecord` (its members included).
-pub const TEAMS: TableDefinition<&str, &[u8]> = TableDefinition::new("teams_v1");
+/// Schemas 1–3: team id → encoded `TeamRecordV1`; emptied and dropped by migration 4.
+pub const TEAMS_V1: TableDefinition<&str, &[u8]> = TableDefinition::new("teams_v1");
+/// team id → encoded `TeamRecord` (its members included; schema 4: with its SCIM state).
+pub const TEAMS: TableDefinition<&str, &[u8]> = TableDefinition::new("teams_v2");
 /// organisation id → encoded `OrgRecord` (its members included).
 pub const ORGS: TableDefinition<&str, &[u8]> = TableDefinition::new("organizations_v1");
 /// end-user (customer) id → encoded `CustomerRecord`.
@@ -48,6 +54,7 @@ pub fn create_all(txn: &redb::WriteTransaction) -> Result<(), redb::TableError> 
     txn.open_table(AUDIT_CHECKPOINT)?;
     txn.open_table(USERS)?;
     txn.open_table(USER_EMAILS)?;
+    txn.open_table(SCIM_USER_NAMES)?;
     txn.open_table(TEAMS)?;
     txn.open_table(ORGS)?;
     txn.open_table(CUSTOMERS)?;

@@ -16,6 +16,78 @@ pub struct OrgMembership {
     pub role: OrgRole,
 }
 
+/// A user as SCIM provisioned it: the IdP's view, beside the gateway's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScimUser {
+    /// As the IdP wrote it; unique case-insensitively (`scim_user_names_v1`).
+    pub user_name: String,
+    /// `false`: deactivated through SCIM — every key and session of the user is refused.
+    /// Independent of `blocked` (an administrator's), so reactivation restores exactly what SCIM
+    /// took away.
+    pub active: bool,
+    /// The resource's other attributes (name, emails, enterprise extension...) as JSON text.
+    pub attributes_json: String,
+    /// Bumped on every change: the resource's `meta.version` (ETag).
+    pub version: u64,
+    /// The key id of the SCIM token that created it.
+    pub provisioned_by: String,
+}
+
+/// A team as SCIM provisioned it (a SCIM Group).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScimGroup {
+    pub display_name: String,
+    pub version: u64,
+    pub provisioned_by: String,
+}
+
+/// Schemas 1–3's user (no SCIM state); read by migration 4 only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserRecordV1 {
+    pub user_id: String,
+    pub user_email: Option<String>,
+    pub user_alias: Option<String>,
+    pub user_role: GlobalRole,
+    pub password_hash: Option<String>,
+    pub models: Vec<String>,
+    pub budget: Budget,
+    pub teams: Vec<String>,
+    pub organizations: Vec<OrgMembership>,
+    pub metadata_json: String,
+    pub blocked: bool,
+    pub sso_user_id: Option<String>,
+    pub external_id: Option<String>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub created_by: String,
+    pub updated_by: String,
+}
+
+impl From<UserRecordV1> for UserRecord {
+    fn from(u: UserRecordV1) -> UserRecord {
+        UserRecord {
+            user_id: u.user_id,
+            user_email: u.user_email,
+            user_alias: u.user_alias,
+            user_role: u.user_role,
+            password_hash: u.password_hash,
+            models: u.models,
+            budget: u.budget,
+            teams: u.teams,
+            organizations: u.organizations,
+            metadata_json: u.metadata_json,
+            blocked: u.blocked,
+            sso_user_id: u.sso_user_id,
+            external_id: u.external_id,
+            created_at_ms: u.created_at_ms,
+            updated_at_ms: u.updated_at_ms,
+            created_by: u.created_by,
+            updated_by: u.updated_by,
+            scim: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UserRecord {
     pub user_id: String,
@@ -37,6 +109,15 @@ pub struct UserRecord {
     pub updated_at_ms: i64,
     pub created_by: String,
     pub updated_by: String,
+    /// Present when SCIM provisioned the user.
+    pub scim: Option<ScimUser>,
+}
+
+impl UserRecord {
+    /// Refused everywhere: blocked by an administrator, or deactivated through SCIM.
+    pub fn disabled(&self) -> bool {
+        self.blocked || self.scim.as_ref().is_some_and(|s| !s.active)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,6 +143,47 @@ pub struct TeamRecord {
     pub updated_at_ms: i64,
     pub created_by: String,
     pub updated_by: String,
+    /// Present when SCIM provisioned the team (as a Group).
+    pub scim: Option<ScimGroup>,
+}
+
+/// Schemas 1–3's team (no SCIM state); read by migration 4 only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TeamRecordV1 {
+    pub team_id: String,
+    pub team_alias: Option<String>,
+    pub organization_id: Option<String>,
+    pub models: Vec<String>,
+    pub budget: Budget,
+    pub members: Vec<TeamMember>,
+    pub blocked: bool,
+    pub metadata_json: String,
+    pub external_id: Option<String>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub created_by: String,
+    pub updated_by: String,
+}
+
+impl From<TeamRecordV1> for TeamRecord {
+    fn from(t: TeamRecordV1) -> TeamRecord {
+        TeamRecord {
+            team_id: t.team_id,
+            team_alias: t.team_alias,
+            organization_id: t.organization_id,
+            models: t.models,
+            budget: t.budget,
+            members: t.members,
+            blocked: t.blocked,
+            metadata_json: t.metadata_json,
+            external_id: t.external_id,
+            created_at_ms: t.created_at_ms,
+            updated_at_ms: t.updated_at_ms,
+            created_by: t.created_by,
+            updated_by: t.updated_by,
+            scim: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -118,14 +240,23 @@ impl Tx {
     /// Inserts or replaces a user, keeping the email index in step. The caller checks that a
     /// new email is free.
     pub fn put_user(&mut self, user: &UserRecord) -> Result<(), StoreError> {
-        let old_email = self.get_user(&user.user_id)?.and_then(|u| u.user_email);
+        let old = self.get_user(&user.user_id)?;
         {
             let mut emails = self.txn.open_table(tables::USER_EMAILS)?;
-            if let Some(old) = old_email {
+            if let Some(old) = old.as_ref().and_then(|u| u.user_email.as_ref()) {
                 emails.remove(old.to_lowercase().as_str())?;
             }
             if let Some(new) = &user.user_email {
                 emails.insert(new.to_lowercase().as_str(), user.user_id.as_str())?;
+            }
+        }
+        {
+            let mut names = self.txn.open_table(tables::SCIM_USER_NAMES)?;
+            if let Some(old) = old.as_ref().and_then(|u| u.scim.as_ref()) {
+                names.remove(old.user_name.to_lowercase().as_str())?;
+            }
+            if let Some(new) = &user.scim {
+                names.insert(new.user_name.to_lowercase().as_str(), user.user_id.as_str())?;
             }
         }
         self.put_record(tables::USERS, &user.user_id, user)
@@ -138,7 +269,25 @@ impl Tx {
                 .open_table(tables::USER_EMAILS)?
                 .remove(email.to_lowercase().as_str())?;
         }
+        if let Some(scim) = removed.as_ref().and_then(|u| u.scim.as_ref()) {
+            self.txn
+                .open_table(tables::SCIM_USER_NAMES)?
+                .remove(scim.user_name.to_lowercase().as_str())?;
+        }
         Ok(removed)
+    }
+
+    /// The user a SCIM `userName` names (case-insensitively).
+    pub fn user_by_scim_name(&self, user_name: &str) -> Result<Option<UserRecord>, StoreError> {
+        let id = {
+            let t = self.txn.open_table(tables::SCIM_USER_NAMES)?;
+            let found = t.get(user_name.to_lowercase().as_str())?;
+            found.map(|v| v.value().to_string())
+        };
+        match id {
+            Some(id) => self.get_user(&id),
+            None => Ok(None),
+        }
     }
 
     pub fn all_users(&self) -> Result<Vec<UserRecord>, StoreError> {

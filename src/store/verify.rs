@@ -10,7 +10,9 @@ use super::audit_rows::{self, AuditRows, Checkpoint, Layout};
 use super::backup::{self, BackupError};
 use super::keys::{KeyRecord, KeyRecordV1};
 use super::records::RecordTable;
-use super::tenancy::{CustomerRecord, OrgRecord, TeamRecord, UserRecord};
+use super::tenancy::{
+    CustomerRecord, OrgRecord, TeamRecord, TeamRecordV1, UserRecord, UserRecordV1,
+};
 use super::usage::{CounterRow, SpendLogRow};
 use super::{FORMAT_MARKER, SCHEMA_VERSION, Store, StoreError, codec, tables};
 use crate::audit::Entry;
@@ -473,13 +475,26 @@ fn check_contents(txn: &ReadTransaction, shown_as: &Path) -> Result<FileReport, 
         Ok(())
     })?;
     let mut user_emails: HashMap<String, Option<String>> = HashMap::new();
-    walk::<UserRecord>(txn, tables::USERS, &mut f, |id, u| {
+    let mut scim_names: HashMap<String, Option<String>> = HashMap::new();
+    walk::<UserRecordV1>(txn, tables::USERS_V1, &mut f, |id, u| {
         if u.user_id != id {
             return Err(format!("it is stored under {id} but is user {}", u.user_id));
         }
         user_emails.insert(u.user_id, u.user_email.map(|e| e.to_lowercase()));
         Ok(())
     })?;
+    walk::<UserRecord>(txn, tables::USERS, &mut f, |id, u| {
+        if u.user_id != id {
+            return Err(format!("it is stored under {id} but is user {}", u.user_id));
+        }
+        scim_names.insert(
+            u.user_id.clone(),
+            u.scim.map(|s| s.user_name.to_lowercase()),
+        );
+        user_emails.insert(u.user_id, u.user_email.map(|e| e.to_lowercase()));
+        Ok(())
+    })?;
+    walk::<TeamRecordV1>(txn, tables::TEAMS_V1, &mut f, |_, _| Ok(()))?;
     walk::<TeamRecord>(txn, tables::TEAMS, &mut f, |_, _| Ok(()))?;
     walk::<OrgRecord>(txn, tables::ORGS, &mut f, |_, _| Ok(()))?;
     walk::<CustomerRecord>(txn, tables::CUSTOMERS, &mut f, |_, _| Ok(()))?;
@@ -501,6 +516,14 @@ fn check_contents(txn: &ReadTransaction, shown_as: &Path) -> Result<FileReport, 
         &mut f,
         str::to_lowercase,
     )?;
+    check_index(
+        txn,
+        tables::SCIM_USER_NAMES,
+        "user",
+        &scim_names,
+        &mut f,
+        str::to_lowercase,
+    )?;
 
     let known = [
         tables::META.name(),
@@ -511,8 +534,11 @@ fn check_contents(txn: &ReadTransaction, shown_as: &Path) -> Result<FileReport, 
         tables::AUDIT.name(),
         tables::AUDIT_HASHES.name(),
         tables::AUDIT_CHECKPOINT.name(),
+        tables::USERS_V1.name(),
         tables::USERS.name(),
         tables::USER_EMAILS.name(),
+        tables::SCIM_USER_NAMES.name(),
+        tables::TEAMS_V1.name(),
         tables::TEAMS.name(),
         tables::ORGS.name(),
         tables::CUSTOMERS.name(),

@@ -111,6 +111,14 @@ pub fn chain(
             if u.record.blocked {
                 return Err(deny(DenialKind::Blocked, "user", id, "user is blocked"));
             }
+            if u.record.disabled() {
+                return Err(deny(
+                    DenialKind::Blocked,
+                    "user",
+                    id,
+                    "user was deactivated by SCIM provisioning",
+                ));
+            }
             Some(u)
         }
         None => None,
