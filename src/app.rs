@@ -34,6 +34,8 @@ pub struct Inner {
     /// The audit search index (`None` when it could not be opened: `/audit` then scans the
     /// table, and `/audit/search` and `/audit/export` answer 503).
     pub audit_index: Option<Arc<crate::audit_index::AuditIndex>>,
+    /// SCIM settings read at start-up.
+    pub scim: crate::config::ScimSettings,
     phase: AtomicU8,
 }
 
@@ -60,6 +62,7 @@ impl AppState {
         body_limits: crate::request::BodyLimits,
         metrics: Arc<crate::metrics::Metrics>,
         audit_index: Option<Arc<crate::audit_index::AuditIndex>>,
+        scim: crate::config::ScimSettings,
     ) -> Self {
         AppState(Arc::new(Inner {
             auth,
@@ -72,6 +75,7 @@ impl AppState {
             metrics,
             admin_writes: std::sync::Mutex::new(()),
             audit_index,
+            scim,
             phase: AtomicU8::new(Phase::Starting as u8),
         }))
     }

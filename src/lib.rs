@@ -12,6 +12,7 @@ pub mod providers;
 pub mod request;
 pub mod roles;
 pub mod router;
+pub mod scim;
 pub mod server;
 pub mod store;
 pub mod tenancy;

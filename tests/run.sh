@@ -41,4 +41,10 @@ if [ "$rc" -eq 5 ]; then
   echo "tests/run.sh: ERROR: pytest collected no tests in tests/sdk" >&2
   exit 1
 fi
+
+# SCIM conformance: the PyPI checkers scim2-tester and scim-sanity against the real binary.
+scim_rc=0
+PORTCULLIS_BIN="$PWD/target/debug/portcullis" PORTCULLIS_PYTHON="$python" \
+  tests/scim/conformance.sh || scim_rc=$?
+if [ "$rc" -eq 0 ]; then rc=$scim_rc; fi
 exit "$rc"

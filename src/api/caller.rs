@@ -88,6 +88,10 @@ impl Caller {
                 key: key.as_ref().map(|k| k.record.token.clone()),
                 role: self.acting_role().to_string(),
             },
+            // A SCIM token acts as `scim:<key id>`: the IdP connection, not an anonymous key.
+            Identity::Service { key } if crate::scim::is_scim_token(key) => {
+                Actor::Scim(key.record.key_id.clone())
+            }
             Identity::Service { key } => Actor::Key(key.record.token.clone()),
         }
     }

@@ -40,7 +40,7 @@ impl ApiError {
         }
     }
 
-    fn status(&self) -> StatusCode {
+    pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Body(BodyError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Body(BodyError::Timeout) => StatusCode::REQUEST_TIMEOUT,

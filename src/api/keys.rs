@@ -81,7 +81,7 @@ pub(super) fn live_view(app: &AppState, r: &KeyRecord) -> Value {
     out
 }
 
-pub(super) fn change(
+pub(crate) fn change(
     action: &str,
     before: Option<&KeyRecord>,
     after: Option<&KeyRecord>,

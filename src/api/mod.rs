@@ -10,12 +10,12 @@ mod explain;
 mod fields;
 mod key_fields;
 mod key_policy;
-mod keys;
-mod orgs;
+pub(crate) mod keys;
+pub(crate) mod orgs;
 mod spend;
-mod teams;
-mod users;
-mod write;
+pub(crate) mod teams;
+pub(crate) mod users;
+pub(crate) mod write;
 
 pub use caller::{Caller, PeerAddr};
 pub use error::ApiError;

@@ -134,8 +134,17 @@ pub struct Config {
     pub spend_flush_interval: Duration,
     /// How long audit entries are kept; `None` keeps them forever.
     pub audit_retention: Option<Duration>,
+    /// SCIM: unknown Group members are created as users instead of refused.
+    pub scim_upsert_user: bool,
     /// `None` (`auto`): decided by the listen address, see [`MetricsAuth::default_for`].
     pub metrics_auth: Option<MetricsAuth>,
+}
+
+/// SCIM behaviour chosen in `general_settings`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScimSettings {
+    /// A Group member naming no existing user creates it (`scim_upsert_user`).
+    pub upsert_user: bool,
 }
 
 /// What one proxy-wide role may use: models (empty: no narrowing) and routes (empty: no

@@ -89,6 +89,8 @@ pub struct RawGeneralSettings {
     pub metrics_auth: Option<String>,
     /// Days audit entries are kept (unset: forever).
     pub audit_retention_days: Option<f64>,
+    /// SCIM: a Group member naming no existing user creates that user (default: 400).
+    pub scim_upsert_user: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

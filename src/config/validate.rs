@@ -570,6 +570,7 @@ fn validate(raw: RawConfig, warnings: Vec<Problem>) -> Loaded {
             role_permissions,
             spend_flush_interval,
             audit_retention,
+            scim_upsert_user: g.scim_upsert_user.unwrap_or(false),
             deployments,
             router,
             master_key: g.master_key.map(Secret::new),

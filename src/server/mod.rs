@@ -55,6 +55,7 @@ pub struct ServeOptions {
 pub fn build_app(state: AppState) -> axum::Router {
     crate::gateway::routes()
         .merge(api::routes())
+        .merge(crate::scim::routes())
         .merge(health::routes())
         .fallback(health::not_found)
         .method_not_allowed_fallback(health::method_not_allowed)
@@ -164,6 +165,9 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServerError> {
         ),
         metrics,
         audit_index,
+        crate::config::ScimSettings {
+            upsert_user: config.scim_upsert_user,
+        },
     );
     let tls = opts.tls.clone().or(config.tls.clone());
     let (shutdown_timeout, idle_timeout) = (config.shutdown_timeout, config.idle_timeout);

@@ -76,6 +76,10 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
         old.audit_retention != new.audit_retention,
         "general_settings.audit_retention_days",
     );
+    check(
+        old.scim_upsert_user != new.scim_upsert_user,
+        "general_settings.scim_upsert_user",
+    );
     out
 }
 

@@ -33,8 +33,8 @@ pub use audit_retention::Pruned;
 pub use budget::Budget;
 pub use keys::KeyRecord;
 pub use tenancy::{
-    CustomerRecord, OrgMember, OrgMembership, OrgRecord, TeamMember, TeamRecord, TenancySnapshot,
-    UserRecord,
+    CustomerRecord, OrgMember, OrgMembership, OrgRecord, ScimGroup, ScimUser, TeamMember,
+    TeamRecord, TenancySnapshot, UserRecord,
 };
 
 /// The schema this binary writes. A file with a higher number was written by a newer release.

@@ -359,6 +359,42 @@ impl Store {
         })
     }
 
+    /// The users a SCIM `userName` (case-insensitively; also an administrator-made user's email
+    /// or id, which is its userName) or an email names — by index, not by a scan.
+    pub fn find_users_by_name_or_email(
+        &self,
+        value: &str,
+        by_name: bool,
+    ) -> Result<Vec<UserRecord>, StoreError> {
+        let txn = self.read()?;
+        let lower = value.to_lowercase();
+        let mut ids: Vec<String> = Vec::new();
+        if by_name {
+            let names = txn.open_table(tables::SCIM_USER_NAMES)?;
+            if let Some(v) = names.get(lower.as_str())? {
+                ids.push(v.value().to_string());
+            }
+            ids.push(value.to_string());
+        }
+        let emails = txn.open_table(tables::USER_EMAILS)?;
+        if let Some(v) = emails.get(lower.as_str())? {
+            ids.push(v.value().to_string());
+        }
+        drop(emails);
+        ids.dedup();
+        let users = txn.open_table(tables::USERS)?;
+        let mut out: Vec<UserRecord> = Vec::new();
+        for id in ids {
+            if out.iter().any(|u| u.user_id == id) {
+                continue;
+            }
+            if let Some(v) = users.get(id.as_str())? {
+                out.push(super::codec::decode(v.value())?);
+            }
+        }
+        Ok(out)
+    }
+
     pub fn read_user(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
         self.read_record(tables::USERS, id)
     }
