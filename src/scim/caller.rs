@@ -35,6 +35,13 @@ pub fn is_scim_token(key: &KeyEntry) -> bool {
 }
 
 impl ScimCaller {
+    /// Who is recorded as having made or changed an object: `scim:<key id>` for a token.
+    pub fn label(&self) -> String {
+        self.token_id
+            .as_ref()
+            .map_or_else(|| self.caller.label(), |t| format!("scim:{t}"))
+    }
+
     pub fn require_writer(&self) -> Result<(), ScimError> {
         if self.read_only {
             return Err(ScimError::new(

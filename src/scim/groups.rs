@@ -74,13 +74,7 @@ pub async fn search(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Result<Response, ScimError> {
-    let v = json_body(&app, &headers, body).await?;
-    let Value::Object(params) = v else {
-        return Err(ScimError::bad(
-            "invalidSyntax",
-            "A SearchRequest is a JSON object.",
-        ));
-    };
+    let params = list::search_request(&app, &headers, body).await?;
     run_listing(app, sc, base, params).await
 }
 
@@ -107,12 +101,6 @@ pub async fn get_one(
 /// An id a created user may have: what the IdP sent, if it is printable and not too long.
 fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 256 && !id.chars().any(char::is_control)
-}
-
-fn by(sc: &ScimCaller) -> String {
-    sc.token_id
-        .as_ref()
-        .map_or_else(|| sc.caller.label(), |t| format!("scim:{t}"))
 }
 
 /// Makes the team's members exactly `wanted` (both sides of each membership, each change
@@ -216,7 +204,7 @@ pub async fn create(
     sc.require_writer()?;
     let v = json_body(&app, &headers, body).await?;
     let input = resource::group_input(&v)?;
-    let who = by(&sc);
+    let who = sc.label();
     let dir = app.directory.clone();
     let org = sc.org.clone();
     let upsert = app.scim.upsert_user.then(|| who.clone());
@@ -273,7 +261,7 @@ async fn write_group(
     make: impl FnOnce(&Value) -> Result<GroupInput, ScimError> + Send + 'static,
 ) -> Result<Response, ScimError> {
     sc.require_writer()?;
-    let who = by(&sc);
+    let who = sc.label();
     let dir = app.directory.clone();
     let (org, base_url) = (sc.org.clone(), base.0.clone());
     let upsert = app.scim.upsert_user.then(|| who.clone());

@@ -291,6 +291,21 @@ fn drop_sub(v: &mut Value, sub: &str) {
     }
 }
 
+/// A `POST /.search` body (a SearchRequest) as the JSON object [`listing`] reads.
+pub async fn search_request(
+    app: &crate::app::AppState,
+    headers: &http::HeaderMap,
+    body: axum::body::Body,
+) -> Result<Map<String, Value>, ScimError> {
+    match super::json_body(app, headers, body).await? {
+        Value::Object(params) => Ok(params),
+        _ => Err(ScimError::bad(
+            "invalidSyntax",
+            "A SearchRequest is a JSON object.",
+        )),
+    }
+}
+
 /// Query parameters as the JSON object [`listing`] reads.
 pub fn query_map(pairs: Vec<(String, String)>) -> Map<String, Value> {
     pairs

@@ -153,13 +153,7 @@ pub async fn search(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Result<Response, ScimError> {
-    let v = json_body(&app, &headers, body).await?;
-    let Value::Object(params) = v else {
-        return Err(ScimError::bad(
-            "invalidSyntax",
-            "A SearchRequest is a JSON object.",
-        ));
-    };
+    let params = list::search_request(&app, &headers, body).await?;
     run_listing(app, sc, base, params).await
 }
 
@@ -274,12 +268,6 @@ fn apply_input(user: &mut UserRecord, input: UserInput, by: &str) {
     user.updated_by = by.to_string();
 }
 
-fn by(sc: &ScimCaller) -> String {
-    sc.token_id
-        .as_ref()
-        .map_or_else(|| sc.caller.label(), |t| format!("scim:{t}"))
-}
-
 pub async fn create(
     State(app): State<AppState>,
     sc: ScimCaller,
@@ -290,7 +278,7 @@ pub async fn create(
     sc.require_writer()?;
     let v = json_body(&app, &headers, body).await?;
     let input = resource::user_input(&v)?;
-    let who = by(&sc);
+    let who = sc.label();
     let org = sc.org.clone();
     let saved = commit(&app, &sc.caller, move |tx, fx| {
         let mut user = crate::api::users::blank_user(&uuid::Uuid::new_v4().to_string(), &who);
@@ -323,7 +311,7 @@ async fn write_user(
     make: impl FnOnce(&Value) -> Result<UserInput, ScimError> + Send + 'static,
 ) -> Result<Response, ScimError> {
     sc.require_writer()?;
-    let who = by(&sc);
+    let who = sc.label();
     let dir = app.directory.clone();
     let (org, base_url) = (sc.org.clone(), base.0.clone());
     let saved = commit(&app, &sc.caller, move |tx, fx| {
