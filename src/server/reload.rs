@@ -27,6 +27,26 @@ fn deployments_fingerprint(c: &Config) -> String {
         .collect()
 }
 
+/// The deployments as an audit entry shows them: what serves which model, never a secret.
+fn deployments_view(c: &Config) -> serde_json::Value {
+    let list: Vec<serde_json::Value> = c
+        .deployments
+        .iter()
+        .map(|d| {
+            serde_json::json!({
+                "model_name": d.model_name,
+                "id": d.id,
+                "model": d.upstream_model,
+                "api_base": d.api_base,
+                "weight": d.weight,
+                "rpm": d.rpm,
+                "tpm": d.tpm,
+            })
+        })
+        .collect();
+    serde_json::json!({"model_list": list, "router_settings": format!("{:?}", c.router)})
+}
+
 /// Settings that are read once at start-up and so need a restart, by the YAML path they come
 /// from, when they differ.
 fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
@@ -98,6 +118,30 @@ impl Reloader {
         }
     }
 
+    /// A reload that changed the serving models is an administrative change: audited like one.
+    fn record(&self, app: &AppState, before: serde_json::Value, after: serde_json::Value) {
+        let origin = crate::audit::Origin {
+            request_id: format!("sighup-{}", uuid::Uuid::now_v7()),
+            ..Default::default()
+        };
+        let written = app
+            .store
+            .write(&crate::audit::Actor::System, &origin, |tx| {
+                tx.audit(crate::audit::Change {
+                    action: "updated".into(),
+                    table_name: "config".into(),
+                    object_id: self.path.display().to_string(),
+                    before_value: before.to_string(),
+                    updated_values: after.to_string(),
+                    within: Default::default(),
+                });
+                Ok::<_, crate::store::StoreError>(())
+            });
+        if let Err(e) = written {
+            tracing::error!(error = %e, "SIGHUP: the reload could not be written to the audit log");
+        }
+    }
+
     /// Re-reads the config file and applies what can change while serving.
     pub fn reload(&self, app: &AppState) {
         let text = match std::fs::read_to_string(&self.path) {
@@ -122,6 +166,7 @@ impl Reloader {
             || format!("{:?}", running.router) != format!("{:?}", new.router);
         let mut restart = restart_needed(&running, &new);
         let mut reloaded = Vec::new();
+        let before = deployments_view(&running);
         if routing_changed {
             let mut router = Router::rebuilt(&new, &app.router());
             // Keys' model rules were compiled with the access groups in force; changing the
@@ -142,6 +187,7 @@ impl Reloader {
         }
         if !reloaded.is_empty() {
             tracing::info!(reloaded = %reloaded.join(", "), "SIGHUP: config reloaded");
+            self.record(app, before, deployments_view(&running));
         }
         if !restart.is_empty() {
             tracing::warn!(needs_restart = %restart.join(", "), "SIGHUP: these changes take effect after a restart");

@@ -915,6 +915,29 @@ async fn sighup_reloads_routing_and_names_what_needs_a_restart() {
     );
     assert_eq!(chat("two").await, 200);
     assert_eq!(chat("one").await, 200);
+    // The reload is in the audit log, as the system's change of the config, before and after.
+    let audit: serde_json::Value = http
+        .get(gw.url("/audit?table_name=config"))
+        .bearer_auth(harness::MASTER_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entry = &audit["audit_logs"][0];
+    assert_eq!(entry["changed_by"], "system", "{audit}");
+    assert_eq!(
+        entry["before_value"]["model_list"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        entry["updated_values"]["model_list"][1]["model_name"],
+        "two"
+    );
 
     // A config that no longer validates is refused whole; routing stays as it was.
     std::fs::write(&config, "model_list: 7\n").unwrap();
