@@ -181,6 +181,10 @@ fn set_members(
             }
         }
         after.updated_at_ms = now_ms();
+        // Its `groups` changed: a new version, so ETags tell.
+        if let Some(s) = after.scim.as_mut() {
+            s.version += 1;
+        }
         tx.put_user(&after)?;
         let mut within = crate::audit::Within::default();
         within.add_team(Some(&team.team_id));
@@ -393,8 +397,8 @@ pub async fn delete(
         {
             return Ok(Err(e));
         }
-        // Its members leave it; its keys stay (they belong to their users or are service
-        // accounts an administrator manages) but lose the team.
+        // Its members leave it, and the keys bound to the team go with it (a team key's
+        // budget and models are the team's; it cannot outlive it).
         let mut emptied = team.clone();
         if let Err(e) = set_members(tx, fx, &dir, org.as_deref(), &mut emptied, &[], None) {
             return Ok(Err(e));

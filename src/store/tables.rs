@@ -30,6 +30,9 @@ pub const USERS_V1: TableDefinition<&str, &[u8]> = TableDefinition::new("users_v
 pub const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users_v2");
 /// lower-cased SCIM `userName` → user id: a userName names at most one user.
 pub const SCIM_USER_NAMES: TableDefinition<&str, &str> = TableDefinition::new("scim_user_names_v1");
+/// `<lower-cased email>\n<user id>` → user id: every email of every SCIM user (several users
+/// may list the same address), so `emails.value eq` is a range read.
+pub const SCIM_EMAILS: TableDefinition<&str, &str> = TableDefinition::new("scim_emails_v1");
 /// lower-cased email → user id: an email names at most one user.
 pub const USER_EMAILS: TableDefinition<&str, &str> = TableDefinition::new("user_emails_v1");
 /// Schemas 1–3: team id → encoded `TeamRecordV1`; emptied and dropped by migration 4.
@@ -55,6 +58,7 @@ pub fn create_all(txn: &redb::WriteTransaction) -> Result<(), redb::TableError> 
     txn.open_table(USERS)?;
     txn.open_table(USER_EMAILS)?;
     txn.open_table(SCIM_USER_NAMES)?;
+    txn.open_table(SCIM_EMAILS)?;
     txn.open_table(TEAMS)?;
     txn.open_table(ORGS)?;
     txn.open_table(CUSTOMERS)?;

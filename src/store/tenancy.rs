@@ -113,6 +113,30 @@ pub struct UserRecord {
     pub scim: Option<ScimUser>,
 }
 
+impl ScimUser {
+    /// Every email address the IdP gave, lower-cased.
+    pub fn emails(&self) -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(&self.attributes_json).unwrap_or_default();
+        let mut out: Vec<String> = v["emails"]
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .filter_map(|e| e["value"].as_str())
+                    .map(|e| e.trim().to_lowercase())
+                    .filter(|e| !e.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+fn email_key(email: &str, user_id: &str) -> String {
+    format!("{email}\n{user_id}")
+}
+
 impl UserRecord {
     /// Refused everywhere: blocked by an administrator, or deactivated through SCIM.
     pub fn disabled(&self) -> bool {
@@ -259,6 +283,7 @@ impl Tx {
                 names.insert(new.user_name.to_lowercase().as_str(), user.user_id.as_str())?;
             }
         }
+        self.index_scim_emails(old.as_ref(), Some(user))?;
         self.put_record(tables::USERS, &user.user_id, user)
     }
 
@@ -274,7 +299,38 @@ impl Tx {
                 .open_table(tables::SCIM_USER_NAMES)?
                 .remove(scim.user_name.to_lowercase().as_str())?;
         }
+        self.index_scim_emails(removed.as_ref(), None)?;
         Ok(removed)
+    }
+
+    /// Keeps `scim_emails_v1` in step when a user goes from `old` to `new`.
+    fn index_scim_emails(
+        &mut self,
+        old: Option<&UserRecord>,
+        new: Option<&UserRecord>,
+    ) -> Result<(), StoreError> {
+        let emails = |u: Option<&UserRecord>| -> Vec<(String, String)> {
+            u.and_then(|u| u.scim.as_ref().map(|s| (u, s)))
+                .map(|(u, s)| {
+                    s.emails()
+                        .into_iter()
+                        .map(|e| (email_key(&e, &u.user_id), u.user_id.clone()))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let (before, after) = (emails(old), emails(new));
+        if before == after {
+            return Ok(());
+        }
+        let mut t = self.txn.open_table(tables::SCIM_EMAILS)?;
+        for (k, _) in before.iter().filter(|x| !after.contains(x)) {
+            t.remove(k.as_str())?;
+        }
+        for (k, id) in &after {
+            t.insert(k.as_str(), id.as_str())?;
+        }
+        Ok(())
     }
 
     /// The user a SCIM `userName` names (case-insensitively).
@@ -381,6 +437,15 @@ impl Store {
             ids.push(v.value().to_string());
         }
         drop(emails);
+        if !by_name {
+            // Every address SCIM users listed, not only their primary one.
+            let all = txn.open_table(tables::SCIM_EMAILS)?;
+            let (from, to) = (format!("{lower}\n"), format!("{lower}\u{b}"));
+            for row in all.range(from.as_str()..to.as_str())? {
+                ids.push(row?.1.value().to_string());
+            }
+        }
+        ids.sort();
         ids.dedup();
         let users = txn.open_table(tables::USERS)?;
         let mut out: Vec<UserRecord> = Vec::new();

@@ -18,6 +18,7 @@ mod metrics;
 mod operations;
 mod orgs;
 mod routing;
+mod scim;
 mod smoke;
 mod spend_explain;
 mod teams;
