@@ -185,12 +185,16 @@ impl Reloader {
         if reloaded.is_empty() && restart.is_empty() {
             tracing::info!("SIGHUP: the config is unchanged");
         }
+        // Both lines are logged before the audit write (a durable commit), so a reader who saw
+        // "reloaded" also sees what still needs a restart.
         if !reloaded.is_empty() {
             tracing::info!(reloaded = %reloaded.join(", "), "SIGHUP: config reloaded");
-            self.record(app, before, deployments_view(&running));
         }
         if !restart.is_empty() {
             tracing::warn!(needs_restart = %restart.join(", "), "SIGHUP: these changes take effect after a restart");
+        }
+        if !reloaded.is_empty() {
+            self.record(app, before, deployments_view(&running));
         }
     }
 }

@@ -915,16 +915,26 @@ async fn sighup_reloads_routing_and_names_what_needs_a_restart() {
     );
     assert_eq!(chat("two").await, 200);
     assert_eq!(chat("one").await, 200);
-    // The reload is in the audit log, as the system's change of the config, before and after.
-    let audit: serde_json::Value = http
-        .get(gw.url("/audit?table_name=config"))
-        .bearer_auth(harness::MASTER_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    // The reload is in the audit log, as the system's change of the config, before and after;
+    // it is written after the log line and read through the search index, so poll for it.
+    let read_audit = || async {
+        http.get(gw.url("/audit?table_name=config"))
+            .bearer_auth(harness::MASTER_KEY)
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()
+    };
+    assert!(
+        harness::eventually_async(Duration::from_secs(10), || async {
+            read_audit().await["audit_logs"][0].is_object()
+        })
+        .await,
+        "no audit entry for the reload"
+    );
+    let audit = read_audit().await;
     let entry = &audit["audit_logs"][0];
     assert_eq!(entry["changed_by"], "system", "{audit}");
     assert_eq!(
