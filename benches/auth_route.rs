@@ -1,6 +1,7 @@
 //! In-process hot path of one gateway request, piece by piece (public library API only):
-//! virtual-key authentication against a 100k-key cache, model resolution and access checks,
-//! and the JSON work done on a chat request and its reply.
+//! virtual-key authentication against a 100k-key cache, a bearer JWT (cached, and verified
+//! from scratch), model resolution and access checks, and the JSON work done on a chat
+//! request and its reply.
 //!
 //! `cargo bench --bench auth_route`
 
@@ -8,7 +9,9 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue};
-use portcullis::auth::{Authenticator, KeyCache, Principal, generate_key, hash_key};
+use portcullis::auth::{
+    Authenticator, JwtAuth, KeyCache, Principal, credential, generate_key, hash_key,
+};
 use portcullis::config::Config;
 use portcullis::limits::Ledger;
 use portcullis::router::Router;
@@ -103,13 +106,20 @@ fn auth(c: &mut Criterion) {
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    // What `authenticate` does for a key: read the header, hash, look up (no await).
     g.bench_function("authenticate: Authorization header", |b| {
-        b.iter(|| auth.authenticate(black_box(&headers)).unwrap())
+        b.iter(|| {
+            let presented = credential(black_box(&headers)).unwrap();
+            auth.authenticate_known(presented, &hash_key(presented))
+                .unwrap()
+                .unwrap()
+        })
     });
     g.bench_function("hash_key (sha256)", |b| {
         b.iter(|| hash_key(black_box(&probe)))
     });
     g.finish();
+    jwt(c);
 
     let router = router();
     let principal = auth.authenticate_secret(&probe).unwrap();
@@ -126,6 +136,67 @@ fn auth(c: &mut Criterion) {
     let chain = access::chain(&dir, &key, None).unwrap();
     g.bench_function("check_model: key with 2 patterns", |b| {
         b.iter(|| access::check_model(&dir, &chain, black_box("model-49")).is_err())
+    });
+    g.finish();
+}
+
+/// An ES256 signing key and the JWKS publishing it.
+fn es256_key() -> (jsonwebtoken::EncodingKey, String) {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let raw = kp.public_key_raw();
+    let jwks = json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "k1", "alg": "ES256",
+        "x": B64.encode(&raw[1..33]), "y": B64.encode(&raw[33..65])}]});
+    let enc = jsonwebtoken::EncodingKey::from_ec_pem(kp.serialize_pem().as_bytes()).unwrap();
+    (enc, jwks.to_string())
+}
+
+fn jwt(c: &mut Criterion) {
+    let (enc, jwks) = es256_key();
+    let settings = portcullis::config::JwtSettings {
+        key_urls: vec!["https://idp.example/jwks".into()],
+        issuers: vec!["https://idp.example".into()],
+        paired: false,
+        audiences: vec!["portcullis".into()],
+        public_key_ttl: std::time::Duration::from_secs(600),
+        claims: portcullis::config::JwtClaims {
+            admin_scope: "litellm_proxy_admin".into(),
+            user_id: Some("sub".into()),
+            team_id: Some("team".into()),
+            ..Default::default()
+        },
+    };
+    let jwt = Arc::new(JwtAuth::with_key_sets(settings, &[jwks.as_bytes()]).unwrap());
+    let auth = Authenticator::new(None, KeyCache::default()).with_jwt(jwt.clone());
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some("k1".into());
+    let claims = json!({"iss": "https://idp.example", "aud": "portcullis", "exp": exp,
+                        "sub": "ana", "team": "search"});
+    let token = jsonwebtoken::encode(&header, &claims, &enc).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let digest = hash_key(&token);
+    let mut g = c.benchmark_group("auth: bearer JWT");
+    // The first use of a token: header, allow-list, ES256 signature, claims, cache insert.
+    g.bench_function("verify: ES256, not cached", |b| {
+        b.iter(|| rt.block_on(jwt.verify(black_box(&token), &digest)).unwrap())
+    });
+    // Every later use: sha256 + the key cache (miss) + the token cache (hit).
+    g.bench_function("authenticate: cached JWT", |b| {
+        b.iter(|| {
+            let t = black_box(token.as_str());
+            match auth.authenticate_known(t, &hash_key(t)) {
+                Some(Ok(Principal::Jwt(g))) => g,
+                _ => unreachable!(),
+            }
+        })
     });
     g.finish();
 }

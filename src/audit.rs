@@ -20,13 +20,25 @@ pub enum Actor {
     },
     /// A SCIM client, by the id of its token (`scim:<id>`).
     Scim(String),
+    /// A bearer JWT, by `jwt:<iss>|<sub>` (never the token; shown as `changed_by_api_key`),
+    /// with the user it named, if any, and the role it acted in. Appended last: earlier entries
+    /// decode unchanged.
+    Jwt {
+        subject: String,
+        user_id: Option<String>,
+        role: String,
+    },
 }
 
 impl Actor {
     /// LiteLLM's `changed_by`: the user id, or who else acted.
     pub fn changed_by(&self) -> String {
         match self {
-            Actor::User { user_id, .. } => user_id.clone(),
+            Actor::User { user_id, .. }
+            | Actor::Jwt {
+                user_id: Some(user_id),
+                ..
+            } => user_id.clone(),
             other => other.label(),
         }
     }
@@ -36,6 +48,7 @@ impl Actor {
         match self {
             Actor::Key(hash) => Some(hash),
             Actor::User { key, .. } => key.as_deref(),
+            Actor::Jwt { subject, .. } => Some(subject),
             Actor::MasterKey | Actor::System | Actor::Scim(_) => None,
         }
     }
@@ -47,6 +60,7 @@ impl Actor {
             Actor::System => "system".to_string(),
             Actor::User { user_id, .. } => format!("user:{user_id}"),
             Actor::Scim(id) => format!("scim:{id}"),
+            Actor::Jwt { subject, .. } => subject.clone(),
         }
     }
 
@@ -54,8 +68,9 @@ impl Actor {
     pub fn role(&self) -> Option<&str> {
         match self {
             Actor::User { role, .. } => Some(role),
+            Actor::Jwt { role, .. } if !role.is_empty() => Some(role),
             Actor::MasterKey => Some("proxy_admin"),
-            Actor::Key(_) | Actor::System | Actor::Scim(_) => None,
+            Actor::Key(_) | Actor::System | Actor::Scim(_) | Actor::Jwt { .. } => None,
         }
     }
 }

@@ -5,13 +5,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Every gateway log of the run is kept, then searched for secrets: no generated key
-# (`sk-` + 48 hex) and not the tests' master key may ever be logged.
+# (`sk-` + 48 hex), not the tests' master key and no bearer JWT (`eyJ…` header and payload)
+# may ever be logged.
 logs=$(mktemp -d)
 trap 'rm -rf "$logs"' EXIT
 PORTCULLIS_TEST_LOGS="$logs" cargo test --locked --no-fail-fast
-if grep -rlE 'sk-[0-9a-f]{48}|sk-master-test-0123456789' "$logs" >/dev/null; then
+secrets='sk-[0-9a-f]{48}|sk-master-test-0123456789|eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}'
+if grep -rlE "$secrets" "$logs" >/dev/null; then
   echo "tests/run.sh: a secret appears in a gateway log:" >&2
-  grep -rnoE 'sk-[0-9a-f]{48}|sk-master-test-0123456789' "$logs" | head -5 >&2
+  grep -rnoE "$secrets" "$logs" | head -5 >&2
   exit 1
 fi
 echo "tests/run.sh: $(ls "$logs" | wc -l) gateway logs checked, no secret in them"

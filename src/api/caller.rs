@@ -4,12 +4,15 @@
 use super::ApiError;
 use crate::app::AppState;
 use crate::audit::{Actor, Origin};
-use crate::auth::Principal;
-use crate::tenancy::access;
+use crate::auth::{AuthError, JwtGrant, Principal};
+use crate::roles::GlobalRole;
+use crate::tenancy::KeyEntry;
+use crate::tenancy::access::{self, RouteClass};
 use crate::tenancy::scope::{Identity, Reach};
 use axum::extract::FromRequestParts;
 use http::request::Parts;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// The peer address of a connection, put on each request by the server.
 #[derive(Debug, Clone, Copy)]
@@ -19,6 +22,9 @@ pub struct PeerAddr(pub SocketAddr);
 pub struct Caller {
     pub identity: Identity,
     pub origin: Origin,
+    /// The JWT the caller came with (its identity's key is the token's entry): audit entries
+    /// and `created_by` name it.
+    pub jwt: Option<Arc<JwtGrant>>,
 }
 
 impl Caller {
@@ -81,23 +87,33 @@ impl Caller {
     }
 
     pub fn actor(&self) -> Actor {
+        if let Some(g) = &self.jwt {
+            return Actor::Jwt {
+                subject: format!("jwt:{}", g.subject),
+                user_id: g.user_id.clone(),
+                role: self.acting_role().to_string(),
+            };
+        }
         match &self.identity {
             Identity::Master => Actor::MasterKey,
-            Identity::User { user, key } => Actor::User {
+            Identity::User { user, key, .. } => Actor::User {
                 user_id: user.record.user_id.clone(),
                 key: key.as_ref().map(|k| k.record.token.clone()),
                 role: self.acting_role().to_string(),
             },
             // A SCIM token acts as `scim:<key id>`: the IdP connection, not an anonymous key.
-            Identity::Service { key } if crate::scim::is_scim_token(key) => {
+            Identity::Service { key, .. } if crate::scim::is_scim_token(key) => {
                 Actor::Scim(key.record.key_id.clone())
             }
-            Identity::Service { key } => Actor::Key(key.record.token.clone()),
+            Identity::Service { key, .. } => Actor::Key(key.record.token.clone()),
         }
     }
 
     pub fn label(&self) -> String {
-        self.identity.label()
+        match &self.jwt {
+            Some(g) => format!("jwt:{}", g.subject),
+            None => self.identity.label(),
+        }
     }
 
     /// The most powerful role the caller holds, for the audit trail: its proxy-level role,
@@ -117,34 +133,29 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
-        let principal = app
-            .auth
-            .authenticate(&parts.headers)
+        let principal = super::jwt::authenticate(app, &parts.headers)
+            .await
             .map_err(ApiError::Auth)?;
+        let class = access::classify(&parts.method, parts.uri.path());
+        let path = parts.uri.path();
+        let mut jwt = None;
         let identity = match principal {
             Principal::Master => Identity::Master,
-            Principal::Key(key) => {
-                let user = key
-                    .record
-                    .user_id
-                    .as_deref()
-                    .and_then(|u| app.directory.user(u));
-                if let Some(u) = &user
-                    && u.record.disabled()
-                {
-                    return Err(ApiError::Forbidden("This user is blocked.".into()));
-                }
-                let role = user.as_ref().map(|u| u.record.user_role);
-                let class = access::classify(&parts.method, parts.uri.path());
-                access::check_route(&app.directory, &key, role, class, parts.uri.path())
-                    .map_err(|d| ApiError::Forbidden(d.rule))?;
-                match user {
-                    Some(user) => Identity::User {
-                        user,
-                        key: Some(key),
-                    },
-                    None => Identity::Service { key },
-                }
+            Principal::Key(key) => key_identity(app, key, None, class, path)?,
+            Principal::Jwt(grant) => {
+                // The team the management call is made in: the header's, else the token's
+                // first that exists here. What the caller may manage comes from its stored
+                // memberships, as for a key.
+                let team = super::jwt::team_header(&parts.headers);
+                let key = grant
+                    .candidates(&app.directory, team)
+                    .map_err(|e| ApiError::Auth(AuthError::Jwt(e)))?
+                    .first()
+                    .map(|k| Arc::clone(k))
+                    .ok_or(ApiError::Auth(AuthError::Invalid))?;
+                let identity = key_identity(app, key, grant.role, class, path)?;
+                jwt = Some(grant);
+                identity
             }
         };
         let origin = Origin {
@@ -160,6 +171,42 @@ impl FromRequestParts<AppState> for Caller {
                 .unwrap_or_default(),
             user_agent: crate::request::user_agent(&parts.headers),
         };
-        Ok(Caller { identity, origin })
+        Ok(Caller {
+            identity,
+            origin,
+            jwt,
+        })
     }
+}
+
+/// A key's (or a JWT's entry's) identity, refused if its user is deactivated or the route is
+/// not one it may call. `role` is a JWT's role, overriding the stored user's.
+fn key_identity(
+    app: &AppState,
+    key: Arc<KeyEntry>,
+    role: Option<GlobalRole>,
+    class: RouteClass,
+    path: &str,
+) -> Result<Identity, ApiError> {
+    let user = key
+        .record
+        .user_id
+        .as_deref()
+        .and_then(|u| app.directory.user(u));
+    if let Some(u) = &user
+        && u.record.disabled()
+    {
+        return Err(ApiError::Forbidden("This user is blocked.".into()));
+    }
+    let acting = role.or(user.as_ref().map(|u| u.record.user_role));
+    access::check_route(&app.directory, &key, acting, class, path)
+        .map_err(|d| ApiError::Forbidden(d.rule))?;
+    Ok(match user {
+        Some(user) => Identity::User {
+            user,
+            key: Some(key),
+            role,
+        },
+        None => Identity::Service { key, role },
+    })
 }

@@ -46,6 +46,7 @@ impl ApiError {
             ApiError::Body(BodyError::Timeout) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Body(BodyError::Busy) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Body(_) | ApiError::Invalid { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Auth(e) if e.forbidden() => StatusCode::FORBIDDEN,
             ApiError::Auth(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -58,6 +59,7 @@ impl ApiError {
     fn kind(&self) -> &'static str {
         match self {
             ApiError::Body(_) | ApiError::Invalid { .. } => "bad_request_error",
+            ApiError::Auth(e) if e.forbidden() => "permission_error",
             ApiError::Auth(_) => "auth_error",
             ApiError::Forbidden(_) => "permission_error",
             ApiError::NotFound(_) => "not_found_error",

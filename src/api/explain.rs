@@ -318,13 +318,15 @@ fn explain_model(out: &mut Explanation, app: &AppState, chain: &Chain, model: &s
     let dir = &app.directory;
     let through_team = chain.team.is_some();
     let mut consulted: Vec<(&'static str, String)> = vec![("key", chain.key.record.token.clone())];
-    if let Some(u) = &chain.user {
-        if !through_team {
-            consulted.push(("user", u.record.user_id.clone()));
-        }
-        if dir.role_models(u.record.user_role).is_some() {
-            consulted.push(("role", u.record.user_role.as_str().to_string()));
-        }
+    if let Some(u) = &chain.user
+        && !through_team
+    {
+        consulted.push(("user", u.record.user_id.clone()));
+    }
+    if let Some(role) = chain.role
+        && dir.role_models(role).is_some()
+    {
+        consulted.push(("role", role.as_str().to_string()));
     }
     if let Some(t) = &chain.team {
         consulted.push(("team", t.record.team_id.clone()));

@@ -167,7 +167,7 @@ pub fn check(
             (None, None) => true,
         };
     let caller_ok = match id {
-        Identity::User { key: Some(k), .. } | Identity::Service { key: k } => {
+        Identity::User { key: Some(k), .. } | Identity::Service { key: k, .. } => {
             wanted.within(&k.models, through_team)
         }
         _ => true,

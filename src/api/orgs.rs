@@ -366,6 +366,7 @@ fn remove_subtree(
     fx: &mut Effects,
     root: &str,
     cascade: bool,
+    scim: &crate::config::ScimSettings,
 ) -> Result<Vec<String>, ApiError> {
     let orgs = tx.all_orgs()?;
     let levels = subtree(&children_of(&orgs), root);
@@ -399,6 +400,10 @@ fn remove_subtree(
             keys.len()
         )));
     }
+    // A cascade does not delete what the IdP owns when it is the only source of truth.
+    for t in &teams {
+        super::scim_managed::check_team_delete(scim, t)?;
+    }
     for k in &keys {
         tx.delete_key(&k.token)?;
         tx.audit(super::keys::change("deleted", Some(k), None, &k.token));
@@ -419,6 +424,7 @@ fn remove_subtree(
         for m in &org.members {
             edit_user(tx, fx, &m.user_id, |u| {
                 u.organizations.retain(|x| x.organization_id != *id);
+                u.take_over_org_role(id);
             })?;
         }
         tx.delete_org(id)?;
@@ -461,7 +467,7 @@ async fn delete_org(
         for id in &ids {
             // Already removed with an ancestor named earlier in this request.
             if !gone.contains(id) {
-                gone.extend(remove_subtree(tx, fx, id, cascade)?);
+                gone.extend(remove_subtree(tx, fx, id, cascade, &dir_app.scim)?);
             }
         }
         Ok(ids)

@@ -49,7 +49,7 @@ impl Scope {
                 users.insert(user.record.user_id.clone());
             }
             // A key without a user sees what it spent itself.
-            Identity::Service { key } => {
+            Identity::Service { key, .. } => {
                 keys.insert(key.record.token.clone());
             }
             Identity::Master => return Scope::All,

@@ -95,6 +95,7 @@ pub fn view(t: &TeamRecord, spend: f64) -> Value {
     });
     if let Some(m) = out.as_object_mut() {
         super::fields::budget_view(&t.budget, m);
+        super::scim_managed::mark_team(t, m);
     }
     out
 }
@@ -284,6 +285,10 @@ async fn modify_team<R: Send + 'static>(
         after.updated_by = who.label();
         tx.put_team(&after)?;
         tx.audit(change(action, Some(&before), Some(&after)));
+        // Members who joined or left a SCIM group, or all of them if it moved, gain or lose
+        // what it grants.
+        let roles = &dir_app.scim.group_roles;
+        super::scim_roles::team_changed(tx, fx, roles, &who.label(), Some(&before), Some(&after))?;
         fx.teams.push(after.clone());
         Ok((after, out))
     })
@@ -303,6 +308,7 @@ async fn update_team(
     } else {
         Reach::Members
     };
+    let scim = app.scim.clone();
     let (saved, ()) = modify_team(
         &app,
         &caller,
@@ -311,7 +317,9 @@ async fn update_team(
         "updated",
         move |_, _, dir, who, t| {
             let old_org = t.organization_id.clone();
+            let before = t.clone();
             apply(t, &body)?;
+            super::scim_managed::check_team_edit(&scim, &before, t)?;
             if t.organization_id != old_org {
                 check_org(dir, who, t.organization_id.as_deref())?;
             }
@@ -347,6 +355,7 @@ async fn delete_team(
         // All or nothing: one refused team deletes none.
         for id in &ids {
             let team = need_team(&who, dir, tx.get_team(id)?, id, Reach::Manage)?;
+            super::scim_managed::check_team_delete(&dir_app.scim, &team)?;
             let keys: Vec<_> = all_keys
                 .iter()
                 .filter(|k| k.team_id.as_deref() == Some(id.as_str()))
@@ -370,6 +379,8 @@ async fn delete_team(
             }
             tx.delete_team(id)?;
             tx.audit(change("deleted", Some(&team), None));
+            let roles = &dir_app.scim.group_roles;
+            super::scim_roles::team_changed(tx, fx, roles, &who.label(), Some(&team), None)?;
             fx.removed_teams.push(id.clone());
         }
         Ok(ids)

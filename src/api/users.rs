@@ -56,10 +56,9 @@ pub fn view(u: &UserRecord, spend: f64) -> Value {
         "models": u.models,
         "spend": spend,
         "teams": u.teams,
-        "organization_memberships": u.organizations.iter().map(|m| json!({
-            "organization_id": m.organization_id,
-            "user_role": m.role.as_str(),
-        })).collect::<Vec<_>>(),
+        "organization_memberships": u.organizations.iter()
+            .map(|m| super::scim_managed::membership_view(u, m))
+            .collect::<Vec<_>>(),
         "metadata": metadata_view(&u.metadata_json),
         "blocked": u.blocked,
         "sso_user_id": u.sso_user_id,
@@ -71,6 +70,7 @@ pub fn view(u: &UserRecord, spend: f64) -> Value {
     });
     if let Some(m) = out.as_object_mut() {
         budget_view(&u.budget, m);
+        super::scim_managed::mark_user(u, m);
     }
     out
 }
@@ -401,8 +401,13 @@ async fn update_user(
         )?;
         let mut after = before.clone();
         apply(&mut after, &body)?;
+        super::scim_managed::check_user_edit(&dir_app.scim, &before, &after)?;
         if after.user_role != before.user_role {
             check_role_grant(&who, after.user_role)?;
+        }
+        if body.contains_key("user_role") {
+            // Set by hand: the administrator's from now on, even if SCIM had granted it.
+            after.take_over_role();
         }
         check_email_free(tx, after.user_email.as_deref(), &after.user_id)?;
         after.updated_at_ms = now_ms();
@@ -494,6 +499,7 @@ async fn delete_user(
             if who.identity.user_id() == Some(id.as_str()) {
                 return Err(ApiError::Forbidden("A user cannot delete itself.".into()));
             }
+            super::scim_managed::check_user_delete(&dir_app.scim, &user)?;
             remove_user(tx, fx, &user, cascade, &all_keys)?;
         }
         Ok(ids)

@@ -1,9 +1,13 @@
-//! Who is calling: credentials from headers, resolved against the master key and the in-memory
-//! key cache. No disk I/O and no global lock on this path — it runs on every request.
+//! Who is calling: credentials from headers, resolved against the master key, the in-memory
+//! key cache and (with JWT auth on) the cache of verified tokens. No disk I/O and no global
+//! lock on this path — it runs on every request; only a JWT seen for the first time is
+//! verified, and only a key id no one has makes it wait for a key set refetch.
 
+pub mod jwt;
 mod keys;
 pub mod password;
 
+pub use jwt::{JwtAuth, JwtError, JwtGrant};
 pub use keys::{KeyCache, generate_key, hash_key, mask_key};
 
 use crate::tenancy::KeyEntry;
@@ -18,6 +22,8 @@ pub enum Principal {
     /// The master key: proxy admin.
     Master,
     Key(Arc<KeyEntry>),
+    /// A verified bearer JWT.
+    Jwt(Arc<JwtGrant>),
 }
 
 impl Principal {
@@ -29,6 +35,11 @@ impl Principal {
         match self {
             Principal::Master => crate::audit::Actor::MasterKey,
             Principal::Key(k) => crate::audit::Actor::Key(k.record.token.clone()),
+            Principal::Jwt(g) => crate::audit::Actor::Jwt {
+                subject: format!("jwt:{}", g.subject),
+                user_id: g.user_id.clone(),
+                role: g.role.map(|r| r.as_str().to_string()).unwrap_or_default(),
+            },
         }
     }
 }
@@ -45,6 +56,8 @@ pub enum AuthError {
     Expired,
     #[error("API key is blocked.")]
     Blocked,
+    #[error("{0}")]
+    Jwt(JwtError),
 }
 
 impl AuthError {
@@ -54,7 +67,13 @@ impl AuthError {
             AuthError::Invalid => "invalid_api_key",
             AuthError::Expired => "expired_api_key",
             AuthError::Blocked => "blocked_api_key",
+            AuthError::Jwt(e) => e.code(),
         }
+    }
+
+    /// A valid credential that may not do this (403) rather than no valid credential (401).
+    pub fn forbidden(&self) -> bool {
+        matches!(self, AuthError::Jwt(e) if e.forbidden())
     }
 }
 
@@ -95,6 +114,7 @@ fn strip_bearer(value: &str) -> &str {
 pub struct Authenticator {
     master_hash: Option<[u8; 32]>,
     keys: KeyCache,
+    jwt: Option<Arc<JwtAuth>>,
 }
 
 impl Authenticator {
@@ -102,16 +122,68 @@ impl Authenticator {
         Authenticator {
             master_hash: master_key.map(|k| hash_key(k.expose())),
             keys,
+            jwt: None,
         }
+    }
+
+    /// Turns JWT auth on: bearer JWTs are verified by `jwt`.
+    pub fn with_jwt(mut self, jwt: Arc<JwtAuth>) -> Self {
+        self.jwt = Some(jwt);
+        self
     }
 
     pub fn keys(&self) -> &KeyCache {
         &self.keys
     }
 
-    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, AuthError> {
+    pub fn jwt(&self) -> Option<&Arc<JwtAuth>> {
+        self.jwt.as_ref()
+    }
+
+    /// The caller of a request: master key, virtual key, or (with JWT auth on) a JWT.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, AuthError> {
         let presented = credential(headers).ok_or(AuthError::Missing)?;
-        self.authenticate_secret(presented)
+        let digest = hash_key(presented);
+        if let Some(known) = self.authenticate_known(presented, &digest) {
+            return known;
+        }
+        match &self.jwt {
+            Some(jwt) => jwt
+                .verify(presented, &digest)
+                .await
+                .map(Principal::Jwt)
+                .map_err(|e| {
+                    tracing::debug!(reason = %e, "JWT refused");
+                    AuthError::Jwt(e)
+                }),
+            None => Err(AuthError::Invalid),
+        }
+    }
+
+    /// What needs no verification: the master key, a virtual key, or a JWT verified before.
+    /// `None` for a JWT not seen yet (with JWT auth on), which [`Self::authenticate`] verifies.
+    /// Keys are tried first, so a key that happens to look like a JWT still works.
+    pub fn authenticate_known(
+        &self,
+        presented: &str,
+        digest: &[u8; 32],
+    ) -> Option<Result<Principal, AuthError>> {
+        match self.authenticate_digest(digest) {
+            Err(AuthError::Invalid) => {}
+            known => return Some(known),
+        }
+        // With JWT auth off a JWT is an unknown key like any other: the ordinary 401.
+        let Some(jwt) = &self.jwt else {
+            return Some(Err(AuthError::Invalid));
+        };
+        if let Some(grant) = jwt.cached(digest) {
+            return Some(Ok(Principal::Jwt(grant)));
+        }
+        if jwt::looks_like_jwt(presented) {
+            None
+        } else {
+            Some(Err(AuthError::Invalid))
+        }
     }
 
     /// Whether `secret` already authenticates as something: the master key, a key, or a replaced
@@ -124,14 +196,18 @@ impl Authenticator {
             || self.keys.lookup(&digest).is_some()
     }
 
+    /// The master key or a virtual key (never a JWT).
     pub fn authenticate_secret(&self, presented: &str) -> Result<Principal, AuthError> {
-        let digest = hash_key(presented);
+        self.authenticate_digest(&hash_key(presented))
+    }
+
+    fn authenticate_digest(&self, digest: &[u8; 32]) -> Result<Principal, AuthError> {
         if let Some(master) = &self.master_hash
-            && bool::from(master.ct_eq(&digest))
+            && bool::from(master.ct_eq(digest))
         {
             return Ok(Principal::Master);
         }
-        let entry = self.keys.lookup(&digest).ok_or(AuthError::Invalid)?;
+        let entry = self.keys.lookup(digest).ok_or(AuthError::Invalid)?;
         let now = now_ms();
         if entry.valid_until.is_some_and(|until| now >= until) {
             return Err(AuthError::Expired);

@@ -5,6 +5,7 @@
 //! type errors and unknown keys by their YAML path. Nothing here performs I/O besides what the
 //! caller hands in.
 
+mod jwt;
 mod raw;
 mod validate;
 
@@ -12,6 +13,7 @@ use crate::types::Secret;
 use std::collections::HashMap;
 use std::time::Duration;
 
+pub use jwt::{JWT_LEEWAY, JwtClaims, JwtRole, JwtSettings};
 pub use validate::default_config_yaml;
 
 /// One problem in a config file, located by its YAML path (`model_list[0].litellm_params.rpm`).
@@ -136,15 +138,94 @@ pub struct Config {
     pub audit_retention: Option<Duration>,
     /// SCIM: unknown Group members are created as users instead of refused.
     pub scim_upsert_user: bool,
+    /// SCIM: the roles Groups give their members (`scim_admin_group`, `scim_group_roles`).
+    pub scim_group_roles: GroupRoles,
+    /// SCIM: administrators may change what SCIM owns of the users and teams it manages.
+    pub scim_managed_objects_editable: bool,
     /// `None` (`auto`): decided by the listen address, see [`MetricsAuth::default_for`].
     pub metrics_auth: Option<MetricsAuth>,
+    /// JWT auth on the API (`enable_jwt_auth`); `None` when off.
+    pub jwt: Option<JwtSettings>,
 }
 
 /// SCIM behaviour chosen in `general_settings`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScimSettings {
     /// A Group member naming no existing user creates it (`scim_upsert_user`).
     pub upsert_user: bool,
+    /// What role each named Group gives its members.
+    pub group_roles: GroupRoles,
+    /// Administrators may change the SCIM-owned attributes of SCIM-managed users and teams
+    /// (`scim_managed_objects_editable`); when false the IdP is their only source of truth.
+    pub managed_editable: bool,
+}
+
+impl Default for ScimSettings {
+    /// The settings of a config that sets none.
+    fn default() -> Self {
+        ScimSettings {
+            upsert_user: false,
+            group_roles: GroupRoles::default(),
+            managed_editable: true,
+        }
+    }
+}
+
+/// The role a SCIM Group gives its members (`scim_group_roles` values). What it becomes depends
+/// on where the Group sits: outside any organisation `proxy_admin` and `proxy_admin_viewer` are
+/// the global roles; inside one, `proxy_admin` and `org_admin` make its members org admins of
+/// that organisation (never anything global), and `proxy_admin_viewer` gives nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupRole {
+    ProxyAdmin,
+    ProxyAdminViewer,
+    OrgAdmin,
+}
+
+impl GroupRole {
+    pub fn parse(text: &str) -> Option<GroupRole> {
+        match text {
+            "proxy_admin" => Some(GroupRole::ProxyAdmin),
+            "proxy_admin_viewer" => Some(GroupRole::ProxyAdminViewer),
+            "org_admin" => Some(GroupRole::OrgAdmin),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupRole::ProxyAdmin => "proxy_admin",
+            GroupRole::ProxyAdminViewer => "proxy_admin_viewer",
+            GroupRole::OrgAdmin => "org_admin",
+        }
+    }
+}
+
+/// Group displayName → role, compared case-insensitively (IdPs and people spell group names
+/// inconsistently; SCIM compares `displayName` case-insensitively too).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupRoles(Vec<(String, GroupRole)>);
+
+impl GroupRoles {
+    /// From (name, role) pairs; names are kept lower-cased.
+    pub fn new(pairs: impl IntoIterator<Item = (String, GroupRole)>) -> GroupRoles {
+        GroupRoles(
+            pairs
+                .into_iter()
+                .map(|(n, r)| (n.to_lowercase(), r))
+                .collect(),
+        )
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The role a Group called `display_name` gives, if any.
+    pub fn role_of(&self, display_name: &str) -> Option<GroupRole> {
+        let name = display_name.trim().to_lowercase();
+        self.0.iter().find(|(n, _)| *n == name).map(|(_, r)| *r)
+    }
 }
 
 /// What one proxy-wide role may use: models (empty: no narrowing) and routes (empty: no

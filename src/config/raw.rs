@@ -91,6 +91,16 @@ pub struct RawGeneralSettings {
     pub audit_retention_days: Option<f64>,
     /// SCIM: a Group member naming no existing user creates that user (default: 400).
     pub scim_upsert_user: Option<bool>,
+    /// SCIM: the members of the Group with this displayName become admins.
+    pub scim_admin_group: Option<String>,
+    /// SCIM: Group displayName → the role its members get.
+    pub scim_group_roles: Option<BTreeMap<String, String>>,
+    /// SCIM: whether administrators may change what SCIM owns of the objects it manages.
+    pub scim_managed_objects_editable: Option<bool>,
+    /// A bearer that is a JWT is verified against `JWT_PUBLIC_KEY_URL` (LiteLLM's name).
+    pub enable_jwt_auth: Option<bool>,
+    /// How a verified token's claims name its user, teams, organisation and role.
+    pub litellm_jwtauth: Option<super::jwt::RawJwtAuth>,
 }
 
 #[derive(Debug, Default, Deserialize)]

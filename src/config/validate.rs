@@ -2,8 +2,8 @@
 
 use super::raw::{RawConfig, RawModel};
 use super::{
-    Config, Deployment, Loaded, MetricsAuth, Problem, ProviderKind, RolePermission, RouterSettings,
-    RoutingStrategy, TlsFiles,
+    Config, Deployment, GroupRole, GroupRoles, Loaded, MetricsAuth, Problem, ProviderKind,
+    RolePermission, RouterSettings, RoutingStrategy, TlsFiles,
 };
 use crate::roles::GlobalRole;
 use crate::types::Secret;
@@ -96,7 +96,7 @@ pub(super) fn load(text: &str, env: &HashMap<String, String>) -> Loaded {
     if !errors.is_empty() {
         return Err(errors);
     }
-    validate(raw, warnings)
+    validate(raw, warnings, &lookup)
 }
 
 /// Deserializes one part of the config, naming unknown keys and type errors by their full path.
@@ -173,19 +173,23 @@ fn redact_values(message: &str) -> String {
 /// serde_path_to_error writes `model_list[0].x`; serde_ignored writes `model_list.0.x`.
 fn yaml_path(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
-    for (i, part) in path.split('.').enumerate() {
+    for part in path.split('.') {
+        if part == "?" {
+            // serde_ignored's step into an `Option`: not a key of the file.
+            continue;
+        }
         if !part.is_empty() && part.chars().all(|c| c.is_ascii_digit()) {
             out.push('[');
             out.push_str(part);
             out.push(']');
         } else {
-            if i > 0 {
+            if !out.is_empty() {
                 out.push('.');
             }
             out.push_str(part);
         }
     }
-    if out == "?" { String::new() } else { out }
+    out
 }
 
 fn resolve_env(
@@ -386,7 +390,7 @@ fn deployment(i: usize, m: RawModel, errors: &mut Vec<Problem>) -> Option<Deploy
     })
 }
 
-fn validate(raw: RawConfig, warnings: Vec<Problem>) -> Loaded {
+fn validate(raw: RawConfig, mut warnings: Vec<Problem>, env: &HashMap<String, String>) -> Loaded {
     let mut errors = Vec::new();
     let mut deployments = Vec::new();
     for (i, m) in raw.model_list.into_iter().enumerate() {
@@ -561,11 +565,23 @@ fn validate(raw: RawConfig, warnings: Vec<Problem>) -> Loaded {
         }
     };
 
+    let scim_group_roles = group_roles(g.scim_admin_group, g.scim_group_roles, &mut errors);
+    let jwt = super::jwt::settings(
+        g.enable_jwt_auth,
+        g.litellm_jwtauth,
+        env,
+        &mut errors,
+        &mut warnings,
+    );
+
     if !errors.is_empty() {
         return Err(errors);
     }
     Ok((
         Config {
+            jwt,
+            scim_group_roles,
+            scim_managed_objects_editable: g.scim_managed_objects_editable.unwrap_or(true),
             metrics_auth,
             role_permissions,
             spend_flush_interval,
@@ -582,6 +598,58 @@ fn validate(raw: RawConfig, warnings: Vec<Problem>) -> Loaded {
         },
         warnings,
     ))
+}
+
+/// `scim_admin_group` (its members are admins) and `scim_group_roles` (any group → a role), as
+/// one table. A group named twice, even in different case, must be named with one role.
+fn group_roles(
+    admin: Option<String>,
+    map: Option<std::collections::BTreeMap<String, String>>,
+    errors: &mut Vec<Problem>,
+) -> GroupRoles {
+    let mut pairs: Vec<(String, GroupRole)> = Vec::new();
+    if let Some(name) = admin {
+        if name.trim().is_empty() {
+            errors.push(problem(
+                "general_settings.scim_admin_group",
+                "must be the displayName of a SCIM group, not empty",
+            ));
+        } else {
+            pairs.push((name.trim().to_string(), GroupRole::ProxyAdmin));
+        }
+    }
+    for (name, role) in map.unwrap_or_default() {
+        let path = format!("general_settings.scim_group_roles.{name}");
+        if name.trim().is_empty() {
+            errors.push(problem(
+                "general_settings.scim_group_roles",
+                "a group name must not be empty",
+            ));
+            continue;
+        }
+        let Some(role) = GroupRole::parse(&role) else {
+            errors.push(problem(
+                path,
+                format!(
+                    "unknown role `{role}`; use one of proxy_admin, proxy_admin_viewer, org_admin"
+                ),
+            ));
+            continue;
+        };
+        let key = name.trim().to_lowercase();
+        match pairs.iter().find(|(n, _)| n.to_lowercase() == key) {
+            Some((_, r)) if *r == role => {}
+            Some((other, _)) => errors.push(problem(
+                path,
+                format!(
+                    "names the same group as `{other}` (group names are compared \
+                     case-insensitively) with another role"
+                ),
+            )),
+            None => pairs.push((name.trim().to_string(), role)),
+        }
+    }
+    GroupRoles::new(pairs)
 }
 
 /// The config written on first start when the operator gave none: everything served by the
@@ -622,6 +690,46 @@ mod tests {
         let errs = parsed("everyone").err().unwrap_or_default();
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].path, "general_settings.metrics_auth");
+    }
+
+    #[test]
+    fn scim_group_roles_and_the_editable_setting() {
+        let (cfg, _) = load("", &env()).unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(cfg.scim_group_roles.is_empty());
+        assert!(cfg.scim_managed_objects_editable, "editable by default");
+        let yaml = "general_settings:\n  scim_admin_group: Portcullis Admins\n  scim_group_roles:\n    Auditors: proxy_admin_viewer\n    BU Leads: org_admin\n    portcullis admins: proxy_admin\n  scim_managed_objects_editable: false\n";
+        let (cfg, warnings) = load(yaml, &env()).unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let roles = &cfg.scim_group_roles;
+        assert_eq!(
+            roles.role_of("PORTCULLIS admins"),
+            Some(GroupRole::ProxyAdmin)
+        );
+        assert_eq!(roles.role_of("auditors"), Some(GroupRole::ProxyAdminViewer));
+        assert_eq!(roles.role_of("BU Leads"), Some(GroupRole::OrgAdmin));
+        assert_eq!(roles.role_of("Engineering"), None);
+        assert!(!cfg.scim_managed_objects_editable);
+
+        let yaml = "general_settings:\n  scim_admin_group: '  '\n  scim_group_roles:\n    Auditors: root\n    Admins: proxy_admin\n    ADMINS: org_admin\n";
+        let errs = load(yaml, &env()).err().unwrap_or_default();
+        let paths: Vec<_> = errs.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "general_settings.scim_admin_group",
+                // In name order: `ADMINS` is taken first, `Admins` then disagrees with it.
+                "general_settings.scim_group_roles.Admins",
+                "general_settings.scim_group_roles.Auditors",
+            ],
+            "{errs:?}"
+        );
+        let errs = load("general_settings:\n  scim_group_roles: [Admins]\n", &env())
+            .err()
+            .unwrap_or_default();
+        assert_eq!(
+            errs[0].path, "general_settings.scim_group_roles",
+            "{errs:?}"
+        );
     }
 
     #[test]

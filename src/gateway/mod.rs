@@ -4,6 +4,7 @@
 //! the reply streams back untouched except for the headers LiteLLM clients read.
 
 mod error;
+mod jwt;
 mod metering;
 mod validate;
 
@@ -253,7 +254,9 @@ async fn route(
     observed: &mut Option<Arc<ModelMetrics>>,
 ) -> Result<(Routed, Meterage), GatewayError> {
     let (headers, op, dialect) = (call.headers, call.op, call.dialect);
-    let principal = app.auth.authenticate(headers).map_err(GatewayError::Auth)?;
+    let principal = crate::api::jwt::authenticate(app, headers)
+        .await
+        .map_err(GatewayError::Auth)?;
     // The permit rides until routing is over: the body stays in memory that long.
     let (mut body, permit) = request::json_object(headers, body, &app.body_limits)
         .await
@@ -272,7 +275,7 @@ async fn route(
     if let Some(t) = &target {
         *observed = Some(app.metrics.model(&t.group.name).clone());
     }
-    let end_user = end_user(&body, headers);
+    let mut end_user = end_user(&body, headers);
     let dir = &app.directory;
     let chain = match &principal {
         Principal::Master => None,
@@ -288,6 +291,20 @@ async fn route(
             let chain = access::chain(dir, k, end_user.as_deref()).map_err(GatewayError::Denied)?;
             access::check_model(dir, &chain, &model).map_err(GatewayError::Denied)?;
             Some(chain)
+        }
+        Principal::Jwt(g) => {
+            // An end user the token names wins over the request's: it was signed.
+            if g.end_user.is_some() {
+                end_user.clone_from(&g.end_user);
+            }
+            Some(jwt::chain(
+                dir,
+                g,
+                headers,
+                end_user.as_deref(),
+                call.path,
+                &model,
+            )?)
         }
     };
     let target = target.ok_or(GatewayError::UnknownModel {
@@ -483,26 +500,32 @@ fn respond(
 }
 
 /// The caller of a model listing, refused if its key may not use LLM routes at all.
-fn model_caller(
+async fn model_caller(
     app: &AppState,
     headers: &HeaderMap,
     path: &str,
 ) -> Result<Principal, GatewayError> {
-    let checked = app
-        .auth
-        .authenticate(headers)
+    let dir = &app.directory;
+    let checked = crate::api::jwt::authenticate(app, headers)
+        .await
         .map_err(GatewayError::Auth)
         .and_then(|principal| {
-            if let Principal::Key(k) = &principal {
-                let dir = &app.directory;
-                let role = k
-                    .record
-                    .user_id
-                    .as_deref()
-                    .and_then(|u| dir.user(u))
-                    .map(|u| u.record.user_role);
-                access::check_route(dir, k, role, RouteClass::Llm, path)
-                    .map_err(GatewayError::Denied)?;
+            match &principal {
+                Principal::Master => {}
+                Principal::Key(k) => {
+                    let role = k
+                        .record
+                        .user_id
+                        .as_deref()
+                        .and_then(|u| dir.user(u))
+                        .map(|u| u.record.user_role);
+                    access::check_route(dir, k, role, RouteClass::Llm, path)
+                        .map_err(GatewayError::Denied)?;
+                    // A key whose chain is blocked (a deactivated user, a blocked team...) may
+                    // call no model, so it is refused here as on a call, not shown an empty list.
+                    access::chain(dir, k, None).map_err(GatewayError::Denied)?;
+                }
+                Principal::Jwt(g) => jwt::may_call(dir, g, headers, path)?,
             }
             Ok(principal)
         });
@@ -514,7 +537,7 @@ fn model_caller(
 
 async fn list_models(State(app): State<AppState>, uri: http::Uri, headers: HeaderMap) -> Response {
     let call_id = new_call_id();
-    let principal = match model_caller(&app, &headers, uri.path()) {
+    let principal = match model_caller(&app, &headers, uri.path()).await {
         Ok(p) => p,
         Err(e) => return e.render(Dialect::OpenAi, &call_id),
     };
@@ -522,7 +545,7 @@ async fn list_models(State(app): State<AppState>, uri: http::Uri, headers: Heade
         .router()
         .groups()
         .iter()
-        .filter(|g| model_visible(&app, &principal, &g.name))
+        .filter(|g| model_visible(&app, &principal, &headers, &g.name))
         .map(|g| model_object(&g.name))
         .collect();
     axum::Json(json!({"object": "list", "data": data})).into_response()
@@ -540,23 +563,27 @@ async fn get_model(
             return GatewayError::invalid(r.body_text(), "model").render(Dialect::OpenAi, &call_id);
         }
     };
-    let principal = match model_caller(&app, &headers, "/v1/models") {
+    let principal = match model_caller(&app, &headers, "/v1/models").await {
         Ok(p) => p,
         Err(e) => return e.render(Dialect::OpenAi, &call_id),
     };
     // A model the caller may not use is reported as absent, not as forbidden.
-    if app.router().resolve(&model).is_none() || !model_visible(&app, &principal, &model) {
+    if app.router().resolve(&model).is_none() || !model_visible(&app, &principal, &headers, &model)
+    {
         return GatewayError::UnknownModel { model }.render(Dialect::OpenAi, &call_id);
     }
     axum::Json(model_object(&model)).into_response()
 }
 
 /// Whether a caller may use a model: what `/v1/models` lists.
-fn model_visible(app: &AppState, principal: &Principal, model: &str) -> bool {
+fn model_visible(app: &AppState, principal: &Principal, headers: &HeaderMap, model: &str) -> bool {
+    let dir = &app.directory;
     match principal {
         Principal::Master => true,
-        Principal::Key(k) => access::chain(&app.directory, k, None)
-            .is_ok_and(|c| access::check_model(&app.directory, &c, model).is_ok()),
+        Principal::Key(k) => {
+            access::chain(dir, k, None).is_ok_and(|c| access::check_model(dir, &c, model).is_ok())
+        }
+        Principal::Jwt(g) => jwt::may_use(dir, g, headers, model),
     }
 }
 

@@ -77,11 +77,13 @@ const DENIAL_LEVELS: [&str; 7] = [
     "role",
 ];
 const DENIAL_KINDS: [&str; 3] = ["blocked", "model", "route"];
-const AUTH_CODES: [&str; 4] = [
+const AUTH_CODES: [&str; 6] = [
     "missing_api_key",
     "invalid_api_key",
     "expired_api_key",
     "blocked_api_key",
+    "invalid_jwt",
+    "jwt_not_allowed",
 ];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 pub const MAX_RESULTS: usize = 1000;
 
 pub async fn service_provider_config(
-    State(_): State<crate::app::AppState>,
+    State(app): State<crate::app::AppState>,
     _: ScimCaller,
     base: Base,
 ) -> Response {
@@ -21,10 +21,11 @@ pub async fn service_provider_config(
             "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
             "documentationUri": "https://github.com/portcullis/portcullis/blob/main/docs/scim.md",
             "patch": {"supported": true},
+            // The limits `bulk` enforces, from the same constants.
             "bulk": {
-                "supported": false,
-                "maxOperations": 0,
-                "maxPayloadSize": 0,
+                "supported": true,
+                "maxOperations": super::bulk::MAX_OPERATIONS,
+                "maxPayloadSize": super::bulk::max_payload(&app),
             },
             "filter": {"supported": true, "maxResults": MAX_RESULTS},
             "changePassword": {"supported": false},

@@ -62,8 +62,10 @@ impl From<crate::store::StoreError> for ScimError {
     }
 }
 
-impl IntoResponse for ScimError {
-    fn into_response(self) -> Response {
+impl ScimError {
+    /// The Error resource: the body of a failed request, and of a failed bulk operation's
+    /// `response`.
+    pub fn body(&self) -> serde_json::Value {
         let mut body = json!({
             "schemas": [super::schema::ERROR],
             "status": self.status.as_u16().to_string(),
@@ -72,6 +74,12 @@ impl IntoResponse for ScimError {
         if let (Some(t), Some(m)) = (self.scim_type, body.as_object_mut()) {
             m.insert("scimType".into(), json!(t));
         }
-        super::reply(self.status, &body)
+        body
+    }
+}
+
+impl IntoResponse for ScimError {
+    fn into_response(self) -> Response {
+        super::reply(self.status, &self.body())
     }
 }

@@ -6,6 +6,7 @@ use super::resource::{self, GroupInput};
 use super::schema::{self, GROUP_ATTRS};
 use super::users::{check_if_match, join_org, pairs, resource_reply};
 use super::{Base, ScimCaller, json_body, list, reply};
+use crate::api::scim_roles;
 use crate::api::write::{Effects, commit};
 use crate::app::AppState;
 use crate::roles::TeamRole;
@@ -127,6 +128,7 @@ fn set_members(
                     attributes_json: "{}".into(),
                     version: 1,
                     provisioned_by: by.to_string(),
+                    grants: Default::default(),
                 });
                 if tx.user_by_scim_name(id)?.is_some() || tx.user_by_email(id)?.is_some() {
                     return Err(ScimError::conflict(format!(
@@ -212,6 +214,7 @@ pub async fn create(
     let dir = app.directory.clone();
     let org = sc.org.clone();
     let upsert = app.scim.upsert_user.then(|| who.clone());
+    let roles = app.scim.group_roles.clone();
     let saved = commit(&app, &sc.caller, move |tx, fx| {
         let now = now_ms();
         let mut team = TeamRecord {
@@ -248,6 +251,7 @@ pub async fn create(
         }
         tx.put_team(&team)?;
         tx.audit(crate::api::teams::change("created", None, Some(&team)));
+        scim_roles::team_changed(tx, fx, &roles, &who, None, Some(&team))?;
         fx.teams.push(team.clone());
         Ok(Ok(team))
     })
@@ -269,6 +273,7 @@ async fn write_group(
     let dir = app.directory.clone();
     let (org, base_url) = (sc.org.clone(), base.0.clone());
     let upsert = app.scim.upsert_user.then(|| who.clone());
+    let roles = app.scim.group_roles.clone();
     let saved = commit(&app, &sc.caller, move |tx, fx| {
         let Some(before) = tx
             .get_team(&id)?
@@ -329,6 +334,8 @@ async fn write_group(
             Some(&before),
             Some(&after),
         ));
+        // Members who joined or left, or all of them if a rename changed what the group grants.
+        scim_roles::team_changed(tx, fx, &roles, &who, Some(&before), Some(&after))?;
         fx.teams.push(after.clone());
         Ok(Ok(after))
     })
@@ -385,6 +392,7 @@ pub async fn delete(
     sc.require_writer()?;
     let dir = app.directory.clone();
     let (org, base_url) = (sc.org.clone(), base.0.clone());
+    let (roles, who) = (app.scim.group_roles.clone(), sc.label());
     commit(&app, &sc.caller, move |tx, fx| {
         let Some(team) = tx
             .get_team(&id)?
@@ -417,6 +425,8 @@ pub async fn delete(
         }
         tx.delete_team(&team.team_id)?;
         tx.audit(crate::api::teams::change("deleted", Some(&team), None));
+        // Its members lose what it granted them.
+        scim_roles::team_changed(tx, fx, &roles, &who, Some(&team), None)?;
         fx.removed_teams.push(team.team_id.clone());
         Ok(Ok(()))
     })

@@ -3,6 +3,7 @@
 //! they bend the RFC (see docs/scim.md). Every change is an audited store write with the token
 //! as actor, and a deactivated user's keys fail on the next request.
 
+mod bulk;
 mod caller;
 mod discovery;
 mod error;
@@ -58,8 +59,19 @@ pub fn routes() -> Router<AppState> {
                 .patch(groups::patch)
                 .delete(groups::delete),
         )
+        .route(&p("/Bulk"), axum::routing::post(bulk::bulk))
         .route(&p("/.search"), axum::routing::post(root_search))
         .route(&p("/{*rest}"), axum::routing::any(not_found))
+        // Applies to every route above, so a wrong method is a SCIM Error too, not a bare 405.
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+async fn method_not_allowed(method: http::Method) -> ScimError {
+    ScimError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        None,
+        format!("{method} is not supported on this SCIM endpoint."),
+    )
 }
 
 /// Searching every resource type at once (RFC 7644 §3.4.3) is not offered: search `/Users` or
@@ -86,8 +98,9 @@ pub fn reply(status: StatusCode, body: &Value) -> Response {
         .into_response()
 }
 
-/// The service provider's base URL (`meta.location`s are built on it): `PROXY_BASE_URL` when
-/// set, else the request's own scheme (`x-forwarded-proto`) and host.
+/// The service provider's base URL (`meta.location`s are built on it): the request's own scheme
+/// (`x-forwarded-proto`, as a TLS-terminating proxy sets it) and host. Only locations are built
+/// from it; nothing is authorised by it.
 #[derive(Clone)]
 pub struct Base(pub String);
 

@@ -254,6 +254,12 @@ fn apply_input(user: &mut UserRecord, input: UserInput, by: &str) {
         .scim
         .as_ref()
         .map_or_else(|| by.to_string(), |s| s.provisioned_by.clone());
+    // What its groups granted is not a User attribute: a PUT or PATCH keeps it.
+    let grants = user
+        .scim
+        .as_ref()
+        .map(|s| s.grants.clone())
+        .unwrap_or_default();
     user.user_email = input.email;
     user.user_alias = input.display_name;
     user.external_id = input.external_id;
@@ -263,6 +269,7 @@ fn apply_input(user: &mut UserRecord, input: UserInput, by: &str) {
         attributes_json: Value::Object(input.attributes).to_string(),
         version,
         provisioned_by,
+        grants,
     });
     user.updated_at_ms = now_ms();
     user.updated_by = by.to_string();
@@ -301,6 +308,29 @@ pub async fn create(
     Ok(resource_reply(StatusCode::CREATED, &r))
 }
 
+/// A token scoped to an organisation manages that organisation's people, not the proxy's
+/// administrators who happen to belong to it: deactivating or deleting one would let a business
+/// unit's IdP lock out the people who govern every unit.
+fn check_below_scope(org: Option<&str>, u: &UserRecord) -> Result<(), ScimError> {
+    use crate::roles::GlobalRole;
+    if org.is_some()
+        && matches!(
+            u.user_role,
+            GlobalRole::ProxyAdmin | GlobalRole::ProxyAdminViewer
+        )
+    {
+        return Err(ScimError::new(
+            StatusCode::FORBIDDEN,
+            None,
+            format!(
+                "User {} holds a proxy-wide role; a SCIM token scoped to an organisation may read it but not change or delete it.",
+                u.user_id
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Replaces a user with `input` (PUT, and PATCH after it is applied), under `If-Match`.
 async fn write_user(
     app: AppState,
@@ -314,6 +344,7 @@ async fn write_user(
     let who = sc.label();
     let dir = app.directory.clone();
     let (org, base_url) = (sc.org.clone(), base.0.clone());
+    let roles = app.scim.group_roles.clone();
     let saved = commit(&app, &sc.caller, move |tx, fx| {
         let Some(before) = tx
             .get_user(&id)?
@@ -321,6 +352,9 @@ async fn write_user(
         else {
             return Ok(Err(ScimError::not_found(format!("User {id} not found."))));
         };
+        if let Err(e) = check_below_scope(org.as_deref(), &before) {
+            return Ok(Err(e));
+        }
         let current = resource::user_resource(&before, &dir, org.as_deref(), &base_url);
         if let Err(e) = check_if_match(&headers, current["meta"]["version"].as_str().unwrap_or(""))
         {
@@ -347,6 +381,12 @@ async fn write_user(
             Some(&after),
         ));
         fx.users.push(after.clone());
+        // An administrator's user the IdP adopts gets what the groups it is already in grant
+        // (within what this token may touch).
+        if before.scim.is_none() {
+            crate::api::scim_roles::adopted(tx, fx, &roles, &who, &after, org.as_deref(), &dir)?;
+            return Ok(Ok(tx.get_user(&id)?.unwrap_or(after)));
+        }
         Ok(Ok(after))
     })
     .await??;
@@ -406,6 +446,9 @@ pub async fn delete(
         else {
             return Ok(Err(ScimError::not_found(format!("User {id} not found."))));
         };
+        if let Err(e) = check_below_scope(org.as_deref(), &user) {
+            return Ok(Err(e));
+        }
         let current = resource::user_resource(&user, &dir, org.as_deref(), &base_url);
         if let Err(e) = check_if_match(&headers, current["meta"]["version"].as_str().unwrap_or(""))
         {

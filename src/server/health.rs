@@ -22,7 +22,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn metrics(State(app): State<AppState>, headers: http::HeaderMap) -> Response {
-    if let Err(refused) = may_scrape(&app, &headers) {
+    if let Err(refused) = may_scrape(&app, &headers).await {
         return refused.into_response();
     }
     // A stat of the database file, off the worker thread.
@@ -116,14 +116,36 @@ fn audit_index(app: &AppState, out: &mut String) {
 }
 
 /// Applies `metrics_auth`: 401 without a valid credential, 403 for one that is not enough.
-fn may_scrape(app: &AppState, headers: &http::HeaderMap) -> Result<(), ApiError> {
+async fn may_scrape(app: &AppState, headers: &http::HeaderMap) -> Result<(), ApiError> {
     let needed = app.metrics.auth;
     if needed == MetricsAuth::None {
         return Ok(());
     }
-    let allowed = match app.auth.authenticate(headers).map_err(ApiError::Auth)? {
+    let principal = app
+        .auth
+        .authenticate(headers)
+        .await
+        .map_err(ApiError::Auth)?;
+    let allowed = match principal {
         Principal::Master => true,
-        Principal::Key(_) if needed == MetricsAuth::MasterKey => false,
+        Principal::Key(_) | Principal::Jwt(_) if needed == MetricsAuth::MasterKey => false,
+        Principal::Jwt(g) => {
+            // A JWT reads like a key of its acting role: an admin or admin viewer may.
+            let path = "/metrics";
+            let class = crate::tenancy::access::classify(&http::Method::GET, path);
+            let dir = &app.directory;
+            let role = g.acting_role(dir);
+            matches!(
+                role,
+                Some(GlobalRole::ProxyAdmin | GlobalRole::ProxyAdminViewer)
+            ) && g
+                .candidates(dir, None)
+                .ok()
+                .and_then(|keys| keys.first().cloned().cloned())
+                .is_some_and(|k| {
+                    crate::tenancy::access::check_route(dir, &k, role, class, path).is_ok()
+                })
+        }
         Principal::Key(k) => {
             let user = k
                 .record

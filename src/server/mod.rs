@@ -130,6 +130,15 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServerError> {
     };
     let client =
         crate::providers::http_client(extra_roots.as_deref()).map_err(ServerError::Config)?;
+    // JWT auth: one task fetches the identity providers' key sets for the server's whole life,
+    // the first round at once; requests only read them.
+    let jwt = config
+        .jwt
+        .clone()
+        .map(|settings| Arc::new(crate::auth::JwtAuth::new(settings)));
+    let jwt_refresher = jwt
+        .as_ref()
+        .map(|j| tokio::spawn(j.refresher(client.clone())));
     tracing::info!(
         config = %config_path.display(),
         data = %store_path.display(),
@@ -152,7 +161,10 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServerError> {
         .map(|keep| tokio::spawn(prune_audit_forever(store.clone(), keep)));
     let indexer = audit_index.clone();
     let state = AppState::new(
-        Authenticator::new(Some(&master), keys),
+        match &jwt {
+            Some(j) => Authenticator::new(Some(&master), keys).with_jwt(j.clone()),
+            None => Authenticator::new(Some(&master), keys),
+        },
         directory,
         spend_queue,
         store,
@@ -167,6 +179,8 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServerError> {
         audit_index,
         crate::config::ScimSettings {
             upsert_user: config.scim_upsert_user,
+            group_roles: config.scim_group_roles.clone(),
+            managed_editable: config.scim_managed_objects_editable,
         },
     );
     let tls = opts.tls.clone().or(config.tls.clone());
@@ -187,6 +201,9 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServerError> {
         Box::new(move |app: &AppState| reloader.reload(app)),
     )
     .await;
+    if let Some(r) = jwt_refresher {
+        r.abort();
+    }
     // After the drain: the last requests' spend is written before the process ends.
     let _ = flush_stop.send(true);
     let _ = flusher.await;

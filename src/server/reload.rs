@@ -100,6 +100,18 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
         old.scim_upsert_user != new.scim_upsert_user,
         "general_settings.scim_upsert_user",
     );
+    check(
+        old.scim_group_roles != new.scim_group_roles,
+        "general_settings.scim_admin_group / scim_group_roles",
+    );
+    check(
+        old.scim_managed_objects_editable != new.scim_managed_objects_editable,
+        "general_settings.scim_managed_objects_editable",
+    );
+    check(
+        old.jwt != new.jwt,
+        "general_settings.enable_jwt_auth / litellm_jwtauth / JWT_*",
+    );
     out
 }
 

@@ -16,6 +16,9 @@ pub fn run(txn: &WriteTransaction, found: u32) -> Result<(), StoreError> {
     if found < 4 {
         to_4(txn)?;
     }
+    if found < 5 {
+        to_5(txn)?;
+    }
     if found < SCHEMA_VERSION {
         tracing::info!(
             from = found,
@@ -61,11 +64,20 @@ where
     Ok(())
 }
 
-/// 4: users and teams gain their SCIM state (none yet).
+/// 4: users and teams gain their SCIM state (none yet). Users land in schema 4's layout;
+/// migration 5 takes them on from there, so each step converts exactly one layout.
 fn to_4(txn: &WriteTransaction) -> Result<(), StoreError> {
-    use super::tenancy::{TeamRecord, TeamRecordV1, UserRecord, UserRecordV1};
-    convert::<UserRecordV1, UserRecord>(txn, tables::USERS_V1, tables::USERS)?;
+    use super::legacy::{TeamRecordV1, UserRecordV1, UserRecordV2};
+    use super::tenancy::TeamRecord;
+    convert::<UserRecordV1, UserRecordV2>(txn, tables::USERS_V1, tables::USERS_V2)?;
     convert::<TeamRecordV1, TeamRecord>(txn, tables::TEAMS_V1, tables::TEAMS)
+}
+
+/// 5: a user's SCIM state records the roles SCIM granted it from its groups (none yet).
+fn to_5(txn: &WriteTransaction) -> Result<(), StoreError> {
+    use super::legacy::UserRecordV2;
+    use super::tenancy::UserRecord;
+    convert::<UserRecordV2, UserRecord>(txn, tables::USERS_V2, tables::USERS)
 }
 
 /// 2: keys gain a stable id, an organisation, allowed routes and a key type.
@@ -93,9 +105,9 @@ fn to_2(txn: &WriteTransaction) -> Result<(), StoreError> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::super::tenancy::{TeamRecordV1, UserRecordV1};
-    use super::super::{Budget, Store, codec, tables};
-    use crate::roles::GlobalRole;
+    use super::super::legacy::{ScimUserV1, TeamRecordV1, UserRecordV1, UserRecordV2};
+    use super::super::{Budget, OrgMembership, Store, codec, tables};
+    use crate::roles::{GlobalRole, OrgRole};
 
     #[test]
     fn schema_3_users_and_teams_gain_an_empty_scim_state() {
@@ -163,5 +175,120 @@ mod tests {
         assert_eq!(snap.teams.len(), 1);
         assert_eq!(snap.teams[0].team_alias.as_deref(), Some("T"));
         assert!(snap.teams[0].scim.is_none());
+        // Taken through schema 4's layout to the current one, leaving no old table behind.
+        drop(store);
+        let db = redb::Database::open(&path).unwrap();
+        let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
+        assert!(txn.open_table(tables::USERS_V1).is_err());
+        assert!(txn.open_table(tables::USERS_V2).is_err());
+    }
+
+    /// A user as schema 4 wrote it (`users_v2`).
+    fn schema_4_user(id: &str, scim: Option<ScimUserV1>) -> UserRecordV2 {
+        UserRecordV2 {
+            user_id: id.into(),
+            user_email: Some(format!("{id}@example.com")),
+            user_alias: Some("Alias".into()),
+            user_role: GlobalRole::ProxyAdminViewer,
+            password_hash: None,
+            models: vec!["m".into()],
+            budget: Budget::default(),
+            teams: Vec::new(),
+            organizations: vec![OrgMembership {
+                organization_id: "o".into(),
+                role: OrgRole::OrgAdmin,
+            }],
+            metadata_json: r#"{"k":1}"#.into(),
+            blocked: false,
+            sso_user_id: None,
+            external_id: Some("ext".into()),
+            created_at_ms: 1,
+            updated_at_ms: 2,
+            created_by: "scim:tok".into(),
+            updated_by: "scim:tok".into(),
+            scim,
+        }
+    }
+
+    #[test]
+    fn schema_4_users_keep_their_scim_state_and_gain_no_grants() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.redb");
+        let scim = ScimUserV1 {
+            user_name: "Ann@Example.com".into(),
+            active: false,
+            attributes_json: r#"{"title":"Lead"}"#.into(),
+            version: 7,
+            provisioned_by: "scim:tok".into(),
+        };
+        {
+            let db = redb::Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut meta = txn.open_table(tables::META).unwrap();
+                meta.insert("format", b"portcullis".as_slice()).unwrap();
+                meta.insert("schema_version", 4u32.to_le_bytes().as_slice())
+                    .unwrap();
+                let mut users = txn.open_table(tables::USERS_V2).unwrap();
+                for u in [
+                    schema_4_user("ann", Some(scim.clone())),
+                    schema_4_user("bob", None),
+                ] {
+                    users
+                        .insert(u.user_id.as_str(), codec::encode(&u).unwrap().as_slice())
+                        .unwrap();
+                }
+                let mut emails = txn.open_table(tables::USER_EMAILS).unwrap();
+                emails.insert("ann@example.com", "ann").unwrap();
+                emails.insert("bob@example.com", "bob").unwrap();
+                txn.open_table(tables::SCIM_USER_NAMES)
+                    .unwrap()
+                    .insert("ann@example.com", "ann")
+                    .unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        // `verify` reads schema 4's layout as it is.
+        let report = crate::store::verify::verify_file(&path).unwrap();
+        assert!(report.ok(), "{report}");
+        assert_eq!(report.schema, 4);
+        assert!(report.records.contains(&("users_v2".into(), 2)), "{report}");
+
+        let store = Store::open(&path).unwrap();
+        let mut users = store.tenancy_snapshot().unwrap().users;
+        users.sort_by(|a, b| a.user_id.cmp(&b.user_id));
+        assert_eq!(users.len(), 2);
+        let ann = &users[0];
+        let s = ann.scim.as_ref().unwrap();
+        assert_eq!(
+            (
+                s.user_name.as_str(),
+                s.active,
+                s.version,
+                s.provisioned_by.as_str()
+            ),
+            ("Ann@Example.com", false, 7, "scim:tok")
+        );
+        assert_eq!(s.attributes_json, r#"{"title":"Lead"}"#);
+        assert!(s.grants.is_empty() && ann.disabled());
+        assert_eq!(ann.user_role, GlobalRole::ProxyAdminViewer);
+        assert_eq!(ann.organizations[0].role, OrgRole::OrgAdmin);
+        assert!(users[1].scim.is_none() && users[1].user_alias.as_deref() == Some("Alias"));
+        // The indexes still name them.
+        let found = store.find_users_by_name_or_email("ann@example.com", true);
+        assert_eq!(found.unwrap().len(), 1);
+        drop(store);
+
+        let report = crate::store::verify::verify_file(&path).unwrap();
+        assert!(report.ok(), "{report}");
+        assert_eq!(report.schema, super::SCHEMA_VERSION);
+        assert!(report.records.contains(&("users_v3".into(), 2)), "{report}");
+        assert!(
+            !report.records.iter().any(|(t, _)| t == "users_v2"),
+            "{report}"
+        );
+        // Opening again migrates nothing more.
+        let again = Store::open(&path).unwrap();
+        assert_eq!(again.tenancy_snapshot().unwrap().users, users);
     }
 }

@@ -12,6 +12,7 @@ pub mod backup;
 pub mod budget;
 mod codec;
 pub mod keys;
+mod legacy;
 mod migrate;
 mod records;
 mod tables;
@@ -33,12 +34,12 @@ pub use audit_retention::Pruned;
 pub use budget::Budget;
 pub use keys::KeyRecord;
 pub use tenancy::{
-    CustomerRecord, OrgMember, OrgMembership, OrgRecord, ScimGroup, ScimUser, TeamMember,
-    TeamRecord, TenancySnapshot, UserRecord,
+    CustomerRecord, OrgAdminGrant, OrgMember, OrgMembership, OrgRecord, RoleGrant, ScimGrants,
+    ScimGroup, ScimUser, TeamMember, TeamRecord, TenancySnapshot, UserRecord,
 };
 
 /// The schema this binary writes. A file with a higher number was written by a newer release.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 const FORMAT_MARKER: &[u8] = b"portcullis";
 /// redb's page cache. Its default (1 GiB) grows the process with every spend log page ever
 /// written; nothing on the request path reads the file, and the OS caches it anyway.
@@ -340,8 +341,9 @@ fn inspect_read_only(path: &Path) -> Result<(), StoreError> {
             }
             walk::<keys::KeyRecordV1>(&txn, &names, tables::KEYS_V1)?;
             walk::<KeyRecord>(&txn, &names, tables::KEYS_V2)?;
-            walk::<tenancy::UserRecordV1>(&txn, &names, tables::USERS_V1)?;
-            walk::<tenancy::TeamRecordV1>(&txn, &names, tables::TEAMS_V1)?;
+            walk::<legacy::UserRecordV1>(&txn, &names, tables::USERS_V1)?;
+            walk::<legacy::TeamRecordV1>(&txn, &names, tables::TEAMS_V1)?;
+            walk::<legacy::UserRecordV2>(&txn, &names, tables::USERS_V2)?;
             walk::<UserRecord>(&txn, &names, tables::USERS)?;
             walk::<TeamRecord>(&txn, &names, tables::TEAMS)?;
             walk::<OrgRecord>(&txn, &names, tables::ORGS)?;

@@ -24,10 +24,13 @@ pub const KEY_ALIASES: TableDefinition<&str, &str> = TableDefinition::new("key_a
 /// sha256 hex of the key → encoded `KeyRecord` (schema 2: stable key id, organisation,
 /// allowed routes, key type). Replaces `keys_v1` through migration 2.
 pub const KEYS_V2: TableDefinition<&str, &[u8]> = TableDefinition::new("keys_v2");
-/// Schemas 1–3: user id → encoded `UserRecordV1`; emptied and dropped by migration 4.
+/// Schemas 1–3: user id → encoded `UserRecordV1`; converted into `users_v2` by migration 4.
 pub const USERS_V1: TableDefinition<&str, &[u8]> = TableDefinition::new("users_v1");
-/// user id → encoded `UserRecord` (schema 4: with its SCIM state).
-pub const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users_v2");
+/// Schema 4: user id → encoded `UserRecordV2` (with its SCIM state); emptied and dropped by
+/// migration 5.
+pub const USERS_V2: TableDefinition<&str, &[u8]> = TableDefinition::new("users_v2");
+/// user id → encoded `UserRecord` (schema 5: its SCIM state records the roles SCIM granted).
+pub const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users_v3");
 /// lower-cased SCIM `userName` → user id: a userName names at most one user.
 pub const SCIM_USER_NAMES: TableDefinition<&str, &str> = TableDefinition::new("scim_user_names_v1");
 /// `<lower-cased email>\n<user id>` → user id: every email of every SCIM user (several users

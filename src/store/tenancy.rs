@@ -31,6 +31,44 @@ pub struct ScimUser {
     pub version: u64,
     /// The key id of the SCIM token that created it.
     pub provisioned_by: String,
+    /// Roles the user holds because of its SCIM groups (schema 5).
+    pub grants: ScimGrants,
+}
+
+/// What SCIM granted a user because of its groups (`general_settings.scim_group_roles`), each
+/// grant with the role it replaced: leaving the group takes back exactly this, never a role an
+/// administrator gave. An administrator setting the role by hand takes it over (the grant is
+/// forgotten, so a later removal from the group leaves it).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScimGrants {
+    /// The proxy-wide role SCIM set (`proxy_admin`, `proxy_admin_viewer`).
+    pub user_role: Option<RoleGrant>,
+    /// The organisations in which SCIM made the user an org admin.
+    pub org_admin: Vec<OrgAdminGrant>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoleGrant {
+    pub granted: GlobalRole,
+    /// The role the user had before; restored when the grant is taken back.
+    pub replaced: GlobalRole,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrgAdminGrant {
+    pub organization_id: String,
+    /// The user's role in the organisation before; restored when the grant is taken back.
+    pub replaced: OrgRole,
+}
+
+impl ScimGrants {
+    pub fn is_empty(&self) -> bool {
+        self.user_role.is_none() && self.org_admin.is_empty()
+    }
+
+    pub fn org(&self, org_id: &str) -> Option<&OrgAdminGrant> {
+        self.org_admin.iter().find(|g| g.organization_id == org_id)
+    }
 }
 
 /// A team as SCIM provisioned it (a SCIM Group).
@@ -39,53 +77,6 @@ pub struct ScimGroup {
     pub display_name: String,
     pub version: u64,
     pub provisioned_by: String,
-}
-
-/// Schemas 1–3's user (no SCIM state); read by migration 4 only.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct UserRecordV1 {
-    pub user_id: String,
-    pub user_email: Option<String>,
-    pub user_alias: Option<String>,
-    pub user_role: GlobalRole,
-    pub password_hash: Option<String>,
-    pub models: Vec<String>,
-    pub budget: Budget,
-    pub teams: Vec<String>,
-    pub organizations: Vec<OrgMembership>,
-    pub metadata_json: String,
-    pub blocked: bool,
-    pub sso_user_id: Option<String>,
-    pub external_id: Option<String>,
-    pub created_at_ms: i64,
-    pub updated_at_ms: i64,
-    pub created_by: String,
-    pub updated_by: String,
-}
-
-impl From<UserRecordV1> for UserRecord {
-    fn from(u: UserRecordV1) -> UserRecord {
-        UserRecord {
-            user_id: u.user_id,
-            user_email: u.user_email,
-            user_alias: u.user_alias,
-            user_role: u.user_role,
-            password_hash: u.password_hash,
-            models: u.models,
-            budget: u.budget,
-            teams: u.teams,
-            organizations: u.organizations,
-            metadata_json: u.metadata_json,
-            blocked: u.blocked,
-            sso_user_id: u.sso_user_id,
-            external_id: u.external_id,
-            created_at_ms: u.created_at_ms,
-            updated_at_ms: u.updated_at_ms,
-            created_by: u.created_by,
-            updated_by: u.updated_by,
-            scim: None,
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -142,6 +133,27 @@ impl UserRecord {
     pub fn disabled(&self) -> bool {
         self.blocked || self.scim.as_ref().is_some_and(|s| !s.active)
     }
+
+    /// What SCIM granted the user because of its groups (nothing for a user SCIM never wrote).
+    pub fn scim_grants(&self) -> Option<&ScimGrants> {
+        self.scim.as_ref().map(|s| &s.grants)
+    }
+
+    /// An administrator set the proxy-wide role by hand: it is theirs from now on, and leaving
+    /// a SCIM group no longer takes it back.
+    pub fn take_over_role(&mut self) {
+        if let Some(s) = self.scim.as_mut() {
+            s.grants.user_role = None;
+        }
+    }
+
+    /// An administrator set or removed the user's membership of `org_id` by hand (or the
+    /// organisation went): SCIM's org-admin grant there is forgotten.
+    pub fn take_over_org_role(&mut self, org_id: &str) {
+        if let Some(s) = self.scim.as_mut() {
+            s.grants.org_admin.retain(|g| g.organization_id != org_id);
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -169,45 +181,6 @@ pub struct TeamRecord {
     pub updated_by: String,
     /// Present when SCIM provisioned the team (as a Group).
     pub scim: Option<ScimGroup>,
-}
-
-/// Schemas 1–3's team (no SCIM state); read by migration 4 only.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TeamRecordV1 {
-    pub team_id: String,
-    pub team_alias: Option<String>,
-    pub organization_id: Option<String>,
-    pub models: Vec<String>,
-    pub budget: Budget,
-    pub members: Vec<TeamMember>,
-    pub blocked: bool,
-    pub metadata_json: String,
-    pub external_id: Option<String>,
-    pub created_at_ms: i64,
-    pub updated_at_ms: i64,
-    pub created_by: String,
-    pub updated_by: String,
-}
-
-impl From<TeamRecordV1> for TeamRecord {
-    fn from(t: TeamRecordV1) -> TeamRecord {
-        TeamRecord {
-            team_id: t.team_id,
-            team_alias: t.team_alias,
-            organization_id: t.organization_id,
-            models: t.models,
-            budget: t.budget,
-            members: t.members,
-            blocked: t.blocked,
-            metadata_json: t.metadata_json,
-            external_id: t.external_id,
-            created_at_ms: t.created_at_ms,
-            updated_at_ms: t.updated_at_ms,
-            created_by: t.created_by,
-            updated_by: t.updated_by,
-            scim: None,
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

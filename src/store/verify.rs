@@ -9,10 +9,9 @@
 use super::audit_rows::{self, AuditRows, Checkpoint, Layout};
 use super::backup::{self, BackupError};
 use super::keys::{KeyRecord, KeyRecordV1};
+use super::legacy::{TeamRecordV1, UserRecordV1, UserRecordV2};
 use super::records::RecordTable;
-use super::tenancy::{
-    CustomerRecord, OrgRecord, TeamRecord, TeamRecordV1, UserRecord, UserRecordV1,
-};
+use super::tenancy::{CustomerRecord, OrgRecord, TeamRecord, UserRecord};
 use super::usage::{CounterRow, SpendLogRow};
 use super::{FORMAT_MARKER, SCHEMA_VERSION, Store, StoreError, codec, tables};
 use crate::audit::Entry;
@@ -483,6 +482,18 @@ fn check_contents(txn: &ReadTransaction, shown_as: &Path) -> Result<FileReport, 
         user_emails.insert(u.user_id, u.user_email.map(|e| e.to_lowercase()));
         Ok(())
     })?;
+    // Schema 4's users carry a SCIM state too: their userNames are indexed the same way.
+    walk::<UserRecordV2>(txn, tables::USERS_V2, &mut f, |id, u| {
+        if u.user_id != id {
+            return Err(format!("it is stored under {id} but is user {}", u.user_id));
+        }
+        scim_names.insert(
+            u.user_id.clone(),
+            u.scim.map(|s| s.user_name.to_lowercase()),
+        );
+        user_emails.insert(u.user_id, u.user_email.map(|e| e.to_lowercase()));
+        Ok(())
+    })?;
     walk::<UserRecord>(txn, tables::USERS, &mut f, |id, u| {
         if u.user_id != id {
             return Err(format!("it is stored under {id} but is user {}", u.user_id));
@@ -535,6 +546,7 @@ fn check_contents(txn: &ReadTransaction, shown_as: &Path) -> Result<FileReport, 
         tables::AUDIT_HASHES.name(),
         tables::AUDIT_CHECKPOINT.name(),
         tables::USERS_V1.name(),
+        tables::USERS_V2.name(),
         tables::USERS.name(),
         tables::USER_EMAILS.name(),
         tables::SCIM_USER_NAMES.name(),

@@ -88,6 +88,9 @@ pub struct Chain {
     /// The team's (or the key's) organisation and its ancestors, nearest first.
     pub orgs: Vec<Arc<OrgEntry>>,
     pub customer: Option<Arc<CustomerEntry>>,
+    /// The role the caller acts in (whose `role_permissions` apply): the key's user's, or
+    /// what a JWT says.
+    pub role: Option<GlobalRole>,
 }
 
 /// Resolves a key's chain, refusing it if any level is blocked or the key's user has left
@@ -96,6 +99,28 @@ pub fn chain(
     dir: &Directory,
     key: &Arc<KeyEntry>,
     end_user: Option<&str>,
+) -> Result<Chain, Denial> {
+    build(dir, key, end_user, None)
+}
+
+/// The chain of a verified JWT's entry. The token asserts where its caller acts — its team,
+/// its organisation — so the directory's memberships are not required for those; every
+/// level's own policies, blocks and limits apply as for a key. `role` overrides the user's.
+pub fn asserted_chain(
+    dir: &Directory,
+    key: &Arc<KeyEntry>,
+    end_user: Option<&str>,
+    role: Option<GlobalRole>,
+) -> Result<Chain, Denial> {
+    build(dir, key, end_user, Some(role))
+}
+
+/// `asserted`: `Some(role)` for a JWT (memberships come from the token), `None` for a key.
+fn build(
+    dir: &Directory,
+    key: &Arc<KeyEntry>,
+    end_user: Option<&str>,
+    asserted: Option<Option<GlobalRole>>,
 ) -> Result<Chain, Denial> {
     let r = &key.record;
     let user = match r.user_id.as_deref() {
@@ -137,6 +162,7 @@ pub fn chain(
                 return Err(deny(DenialKind::Blocked, "team", id, "team is blocked"));
             }
             if let Some(u) = &user
+                && asserted.is_none()
                 && !t.members.contains_key(&u.record.user_id)
             {
                 return Err(deny(
@@ -162,6 +188,7 @@ pub fn chain(
             // A personal key bound to an organisation works while its owner is still inside
             // that organisation's subtree (as a team key stops when its user leaves the team).
             if team.is_none()
+                && asserted.is_none()
                 && let Some(u) = &user
                 && !member_within(dir, &u.record, o)
             {
@@ -209,8 +236,10 @@ pub fn chain(
         },
         None => None,
     };
+    let stored = user.as_ref().map(|u| u.record.user_role);
     Ok(Chain {
         key: key.clone(),
+        role: asserted.flatten().or(stored),
         user,
         team,
         orgs,
@@ -293,29 +322,28 @@ pub fn check_model(dir: &Directory, chain: &Chain, model: &str) -> Result<(), De
             format!("the key's models do not include {model}"),
         ));
     }
-    if let Some(u) = &chain.user {
-        // A user's own model list governs its personal keys; a team key is governed by the team.
-        if !through_team && !u.models.allows(model, through_team) {
-            return Err(deny(
-                DenialKind::Model,
-                "user",
-                &u.record.user_id,
-                format!("the user's models do not include {model}"),
-            ));
-        }
-        if let Some(set) = dir.role_models(u.record.user_role)
-            && !set.allows(model, through_team)
-        {
-            return Err(deny(
-                DenialKind::Model,
-                "role",
-                u.record.user_role.as_str(),
-                format!(
-                    "role_permissions for {} do not include {model}",
-                    u.record.user_role
-                ),
-            ));
-        }
+    // A user's own model list governs its personal keys; a team key is governed by the team.
+    if let Some(u) = &chain.user
+        && !through_team
+        && !u.models.allows(model, through_team)
+    {
+        return Err(deny(
+            DenialKind::Model,
+            "user",
+            &u.record.user_id,
+            format!("the user's models do not include {model}"),
+        ));
+    }
+    if let Some(role) = chain.role
+        && let Some(set) = dir.role_models(role)
+        && !set.allows(model, through_team)
+    {
+        return Err(deny(
+            DenialKind::Model,
+            "role",
+            role.as_str(),
+            format!("role_permissions for {role} do not include {model}"),
+        ));
     }
     if let Some(t) = &chain.team
         && !t.models.allows(model, through_team)

@@ -27,21 +27,27 @@ pub enum Reach {
 pub enum Identity {
     /// The master key.
     Master,
-    /// A user, through one of its keys (later also a session or a JWT).
+    /// A user, through one of its keys or a JWT. `role` is the role a JWT gives, which
+    /// overrides the stored user's own (`None` for keys).
     User {
         user: Arc<UserEntry>,
         key: Option<Arc<KeyEntry>>,
+        role: Option<GlobalRole>,
     },
-    /// A key that belongs to no user (a team's service account, or a bare key).
-    Service { key: Arc<KeyEntry> },
+    /// A key that belongs to no user (a team's service account, or a bare key), or a JWT that
+    /// names no user; such a JWT may carry a proxy-wide role (`role`, `None` for keys).
+    Service {
+        key: Arc<KeyEntry>,
+        role: Option<GlobalRole>,
+    },
 }
 
 impl Identity {
     pub fn role(&self) -> Option<GlobalRole> {
         match self {
             Identity::Master => Some(GlobalRole::ProxyAdmin),
-            Identity::User { user, .. } => Some(user.record.user_role),
-            Identity::Service { .. } => None,
+            Identity::User { user, role, .. } => Some(role.unwrap_or(user.record.user_role)),
+            Identity::Service { role, .. } => *role,
         }
     }
 
@@ -49,7 +55,7 @@ impl Identity {
         match self {
             Identity::Master => None,
             Identity::User { key, .. } => key.as_ref(),
-            Identity::Service { key } => Some(key),
+            Identity::Service { key, .. } => Some(key),
         }
     }
 
@@ -85,7 +91,7 @@ impl Identity {
         match self {
             Identity::Master => "master_key".into(),
             Identity::User { user, .. } => format!("user:{}", user.record.user_id),
-            Identity::Service { key } => format!("key:{}", key.record.token),
+            Identity::Service { key, .. } => format!("key:{}", key.record.token),
         }
     }
 

@@ -1103,6 +1103,10 @@ async fn a_deactivated_or_deleted_user_loses_access_on_the_next_request() {
     let r = scim.patch(&path, entra("False")).await;
     assert_eq!(r.status, 200, "{r:?}");
     assert_refused(&llm(&api, &secret).await, "after SCIM active=false");
+    assert_refused(
+        &api.get_as(&secret, "/v1/models").await,
+        "listing models after SCIM active=false",
+    );
     let (status, _) = api.get_as(&secret, "/key/info").await;
     assert!(status == 401 || status == 403, "{status}");
     // Reactivated: works again at once.
@@ -1582,6 +1586,59 @@ async fn an_org_scoped_token_sees_and_touches_only_its_organisation() {
     assert_eq!(b.list("/Users", &[]).await["totalResults"], 1);
 }
 
+/// A business unit's IdP may not lock out or delete the proxy's administrators, even those
+/// who are members of its organisation: it reads them, and every write is 403.
+#[tokio::test]
+async fn an_org_scoped_token_cannot_deactivate_or_delete_a_proxy_admin() {
+    let api = Api::start();
+    new_org(&api, "A").await;
+    let (ta, _) = scim_token(&api, Some("A")).await;
+    let a = Scim {
+        api: &api,
+        token: ta,
+    };
+    let (status, out) = api
+        .post(
+            "/user/new",
+            json!({"user_id": "boss", "user_email": "boss@proxy.test", "user_role": "proxy_admin"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{out}");
+    let boss_key = secret_of(&out);
+    let (status, out) = api
+        .post(
+            "/organization/member_add",
+            json!({"organization_id": "A", "member": {"user_id": "boss", "role": "internal_user"}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{out}");
+
+    assert_eq!(a.get("/Users/boss").await.status, 200);
+    let deactivate = json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "value": {"active": false}}]});
+    assert_scim_error(&a.patch("/Users/boss", deactivate.clone()).await, 403, None);
+    let put = json!({"schemas": [USER], "userName": "boss@proxy.test", "active": false});
+    assert_scim_error(&a.put("/Users/boss", put).await, 403, None);
+    assert_scim_error(&a.delete("/Users/boss").await, 403, None);
+    let bulk = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": [
+        {"method": "PATCH", "path": "/Users/boss", "data": deactivate},
+        {"method": "DELETE", "path": "/Users/boss"},
+    ]});
+    let r = a.post("/Bulk", bulk).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let statuses: Vec<&str> = r.body["Operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["403", "403"], "{r:?}");
+    // Untouched: the administrator's key still manages the proxy.
+    let (status, out) = api.get_as(&boss_key, "/user/info?user_id=boss").await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(out["user_info"]["user_role"], "proxy_admin", "{out}");
+    assert_eq!(a.get("/Users/boss").await.body["active"], true);
+}
+
 #[tokio::test]
 async fn every_scim_change_is_audited_as_its_token() {
     let api = Api::start();
@@ -1716,9 +1773,13 @@ async fn discovery_describes_what_is_supported() {
     assert!(c["filter"]["maxResults"].as_u64().unwrap() > 0);
     assert_eq!(c["sort"]["supported"], true);
     assert_eq!(c["etag"]["supported"], true);
-    assert_eq!(c["bulk"]["supported"], false);
+    // Bulk's limits and behaviour: tests/e2e/scim_bulk.rs.
+    assert_eq!(c["bulk"]["supported"], true);
     assert_eq!(c["changePassword"]["supported"], false);
     assert_eq!(c["authenticationSchemes"][0]["type"], "oauthbearertoken");
+    // A route that exists, with a method it does not take: a SCIM Error, not a bare 405.
+    assert_scim_error(&scim.get("/Bulk").await, 405, None);
+    assert_scim_error(&scim.delete("/Users").await, 405, None);
 
     let r = scim.get("/ResourceTypes").await;
     assert_eq!(r.status, 200, "{r:?}");
@@ -1785,9 +1846,4 @@ async fn discovery_describes_what_is_supported() {
             .any(|a| a["name"] == "manager")
     );
     assert_scim_error(&scim.get("/Schemas/urn:nope").await, 404, None);
-    // Bulk is not offered: no endpoint.
-    let r = scim
-        .post("/Bulk", json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": []}))
-        .await;
-    assert!(r.status == 404 || r.status == 501, "{r:?}");
 }

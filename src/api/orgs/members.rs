@@ -238,6 +238,8 @@ pub(super) async fn member_update(
             x.role = arg.role;
         }
         let u = pending(users, user);
+        // Set by hand: leaving a SCIM group no longer takes this role back.
+        u.take_over_org_role(&id);
         for x in u
             .organizations
             .iter_mut()
@@ -277,6 +279,7 @@ pub(super) async fn member_delete(
         org.members.retain(|x| x.user_id != user.user_id);
         let u = pending(users, user);
         u.organizations.retain(|x| x.organization_id != id);
+        u.take_over_org_role(&id);
         Ok(json!({"organization_id": id, "user_id": u.user_id, "deleted": true}))
     })
     .await?;

@@ -216,13 +216,18 @@ pub(super) async fn member_add(
     if let Some(v) = body.get("max_budget_in_team") {
         budget_field(&mut budget, "max_budget_in_team", v)?;
     }
+    let scim = app.scim.clone();
     let (saved, added) = modify_team(
         &app,
         &caller,
         team_id,
         Reach::Members,
         "updated",
-        move |tx, fx, dir, who, t| add_members(tx, fx, dir, who, t, &specs, &budget),
+        move |tx, fx, dir, who, t| {
+            crate::api::scim_managed::check_team_members(&scim, t)?;
+            crate::api::scim_roles::check_may_add(who, dir, &scim.group_roles, t)?;
+            add_members(tx, fx, dir, who, t, &specs, &budget)
+        },
     )
     .await?;
     let users: Vec<Value> = added
@@ -244,6 +249,7 @@ pub(super) async fn member_delete(
     let body = body_of(&app, &headers, body).await?;
     let team_id = required(&body, "team_id")?;
     let target = who_arg(&body, "user_id")?;
+    let scim = app.scim.clone();
     let (saved, ()) = modify_team(
         &app,
         &caller,
@@ -251,6 +257,7 @@ pub(super) async fn member_delete(
         Reach::Members,
         "updated",
         move |tx, fx, _, who, t| {
+            crate::api::scim_managed::check_team_members(&scim, t)?;
             let user = match &target {
                 Who::Id(id) => tx.get_user(id)?,
                 Who::Email(e) => tx.user_by_email(e)?,
