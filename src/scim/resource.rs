@@ -216,7 +216,7 @@ fn check_value(a: &Attr, v: &Value, path: &str) -> Result<Value, ScimError> {
         |expected: &str| ScimError::bad("invalidValue", format!("`{path}` must be {expected}."));
     match a.kind {
         Kind::Boolean => boolean(v, path).map(Value::Bool),
-        Kind::String | Kind::Reference | Kind::DateTime => match v {
+        Kind::String | Kind::Reference | Kind::DateTime | Kind::Binary => match v {
             Value::String(_) => Ok(v.clone()),
             _ => Err(bad("a string")),
         },

@@ -21,6 +21,8 @@ pub enum Kind {
     Complex,
     Reference,
     DateTime,
+    /// Base64 text (`x509Certificates.value`), compared and stored as a string.
+    Binary,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +137,62 @@ const PHONE: &[Attr] = &[
     PRIMARY,
 ];
 
+const ADDRESS: &[Attr] = &[
+    s(
+        "formatted",
+        "The full mailing address, formatted for display.",
+    ),
+    s("streetAddress", "The street address."),
+    s("locality", "The city or locality."),
+    s("region", "The state or region."),
+    s("postalCode", "The zip or postal code."),
+    s("country", "The country (ISO 3166-1 alpha-2)."),
+    typed(
+        s("type", "work, home or other."),
+        &["work", "home", "other"],
+    ),
+    PRIMARY,
+];
+
+const IM: &[Attr] = &[
+    s("value", "The instant messaging address."),
+    s("display", "A label for display."),
+    typed(
+        s(
+            "type",
+            "aim, gtalk, icq, xmpp, msn, skype, qq, yahoo or other.",
+        ),
+        &["aim", "gtalk", "icq", "xmpp", "msn", "skype", "qq", "yahoo"],
+    ),
+    PRIMARY,
+];
+
+const PHOTO: &[Attr] = &[
+    exact(kind(s("value", "The URL of the image."), Kind::Reference)),
+    s("display", "A label for display."),
+    typed(s("type", "photo or thumbnail."), &["photo", "thumbnail"]),
+    PRIMARY,
+];
+
+/// `entitlements` and `roles`: free-form values the IdP assigns (kept, not interpreted —
+/// roles in Portcullis come from groups, see docs/scim.md).
+const LABELLED: &[Attr] = &[
+    s("value", "The value."),
+    s("display", "A label for display."),
+    s("type", "A label for the value's function."),
+    PRIMARY,
+];
+
+const CERTIFICATE: &[Attr] = &[
+    kind(
+        s("value", "A DER certificate, base64-encoded."),
+        Kind::Binary,
+    ),
+    s("display", "A label for display."),
+    s("type", "A label for the certificate's function."),
+    PRIMARY,
+];
+
 const GROUP_REF: &[Attr] = &[
     read_only(exact(s("value", "The id of the group."))),
     read_only(exact(kind(
@@ -200,6 +258,24 @@ pub const USER_ATTRS: &[Attr] = &[
     ),
     multi(complex("emails", EMAIL, "Email addresses.")),
     multi(complex("phoneNumbers", PHONE, "Phone numbers.")),
+    multi(complex("ims", IM, "Instant messaging addresses.")),
+    multi(complex("photos", PHOTO, "URLs of photos of the user.")),
+    multi(complex("addresses", ADDRESS, "Physical mailing addresses.")),
+    multi(complex(
+        "entitlements",
+        LABELLED,
+        "Entitlements the IdP assigns (kept as sent).",
+    )),
+    multi(complex(
+        "roles",
+        LABELLED,
+        "Roles the IdP assigns (kept as sent; Portcullis roles come from groups).",
+    )),
+    multi(complex(
+        "x509Certificates",
+        CERTIFICATE,
+        "Certificates issued to the user.",
+    )),
     read_only(multi(complex(
         "groups",
         GROUP_REF,
@@ -278,6 +354,7 @@ fn render(a: &Attr) -> Value {
         Kind::Complex => "complex",
         Kind::Reference => "reference",
         Kind::DateTime => "dateTime",
+        Kind::Binary => "binary",
     };
     let mut out = json!({
         "name": a.name,

@@ -80,30 +80,34 @@ fn matches(f: &Option<super::filter::Filter>, r: &Value) -> Result<bool, ScimErr
     }
 }
 
-/// The users a listing may return, by index where the filter allows it.
-fn candidates(app: &AppState, sc: &ScimCaller, l: &Listing) -> Result<Vec<UserRecord>, ScimError> {
-    if let Some((path, value)) = l.filter.as_ref().and_then(super::filter::simple_eq) {
-        let attr = path.attr.to_ascii_lowercase();
-        let sub = path.sub.as_deref().map(str::to_ascii_lowercase);
-        let by_name = attr == "username" && sub.is_none();
-        let by_email = attr == "emails" && matches!(sub.as_deref(), None | Some("value"));
-        if by_name || by_email {
-            let value = value.to_string();
-            let store = app.store.clone();
-            let found = store.find_users_by_name_or_email(&value, by_name)?;
-            return Ok(found
-                .into_iter()
-                .filter(|u| resource::user_visible(&app.directory, sc.org.as_deref(), u))
-                .collect());
-        }
+/// The users an indexed filter can only match (`userName`, `externalId` or `emails.value`
+/// `eq`, alone or in an `and`), read by index; `None` when no index answers the filter and
+/// every user must be tested.
+fn indexed(app: &AppState, l: &Listing) -> Result<Option<Vec<UserRecord>>, ScimError> {
+    let Some((path, value)) = l.filter.as_ref().and_then(super::filter::simple_eq) else {
+        return Ok(None);
+    };
+    if path
+        .schema
+        .as_deref()
+        .is_some_and(|u| !super::filter::is_core_schema(u))
+    {
+        return Ok(None);
     }
-    Ok(app
-        .directory
-        .users()
-        .into_iter()
-        .map(|u| u.record.clone())
-        .filter(|u| resource::user_visible(&app.directory, sc.org.as_deref(), u))
-        .collect())
+    let attr = path.attr.to_ascii_lowercase();
+    let sub = path.sub.as_deref().map(str::to_ascii_lowercase);
+    let by_name = attr == "username" && sub.is_none();
+    let by_email = attr == "emails" && matches!(sub.as_deref(), None | Some("value"));
+    let by_external_id = attr == "externalid" && sub.is_none();
+    let found = if by_name || by_email {
+        app.store.find_users_by_name_or_email(value, by_name)?
+    } else if by_external_id {
+        // Case-exact (RFC 7643 §3.1), as the index is.
+        app.store.find_users_by_external_id(value)?
+    } else {
+        return Ok(None);
+    };
+    Ok(Some(found))
 }
 
 async fn run_listing(
@@ -117,12 +121,31 @@ async fn run_listing(
         super::filter::check(f, &schema::UserAttributes)
             .map_err(|e| ScimError::bad("invalidFilter", e.message))?;
     }
-    let users = candidates(&app, &sc, &l)?;
+    let (dir, org) = (&app.directory, sc.org.as_deref());
+    // Only the matches are kept: a scan builds each user's resource once, tests it and drops
+    // it unless it matches, so memory follows the matches, not the directory.
     let mut matched = Vec::new();
-    for u in &users {
-        let r = resource::user_resource(u, &app.directory, sc.org.as_deref(), &base.0);
+    let mut test = |u: &UserRecord| -> Result<(), ScimError> {
+        if !resource::user_visible(dir, org, u) {
+            return Ok(());
+        }
+        let r = resource::user_resource(u, dir, org, &base.0);
         if matches(&l.filter, &r)? {
             matched.push(r);
+        }
+        Ok(())
+    };
+    match indexed(&app, &l)? {
+        Some(found) => {
+            for u in &found {
+                test(u)?;
+            }
+        }
+        // The entries are shared (`Arc`), not copied; no lock is held while testing them.
+        None => {
+            for u in dir.users() {
+                test(&u.record)?;
+            }
         }
     }
     // A stable order before any sortBy: by creation, then id.

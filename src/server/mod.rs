@@ -183,6 +183,19 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServerError> {
             managed_editable: config.scim_managed_objects_editable,
         },
     );
+    // Roles SCIM granted follow the group-role settings now in force (a mapping removed from
+    // the config takes its roles back) before the first request is served.
+    let reconciling = state.clone();
+    match tokio::task::spawn_blocking(move || crate::api::scim_roles::reconcile(&reconciling)).await
+    {
+        Ok(Ok(0)) => {}
+        Ok(Ok(n)) => tracing::info!(
+            users = n,
+            "SCIM group roles brought in step with the config"
+        ),
+        Ok(Err(e)) => tracing::error!(error = %e, "SCIM group roles could not be reconciled"),
+        Err(e) => tracing::error!(error = %e, "SCIM group roles could not be reconciled"),
+    }
     let tls = opts.tls.clone().or(config.tls.clone());
     let (shutdown_timeout, idle_timeout) = (config.shutdown_timeout, config.idle_timeout);
     let reloader = reload::Reloader::new(

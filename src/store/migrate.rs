@@ -19,6 +19,9 @@ pub fn run(txn: &WriteTransaction, found: u32) -> Result<(), StoreError> {
     if found < 5 {
         to_5(txn)?;
     }
+    if found < 6 {
+        to_6(txn)?;
+    }
     if found < SCHEMA_VERSION {
         tracing::info!(
             from = found,
@@ -78,6 +81,32 @@ fn to_5(txn: &WriteTransaction) -> Result<(), StoreError> {
     use super::legacy::UserRecordV2;
     use super::tenancy::UserRecord;
     convert::<UserRecordV2, UserRecord>(txn, tables::USERS_V2, tables::USERS)
+}
+
+/// 6: `externalId eq` is answered from an index (`user_external_ids_v1`), built here from the
+/// users as they stand (migration 5 has brought them into `users_v3`). The index of every SCIM
+/// email (`scim_emails_v1`) is rebuilt with it: schema 4 files written before that index
+/// existed lack its rows.
+fn to_6(txn: &WriteTransaction) -> Result<(), StoreError> {
+    use super::tenancy::{UserRecord, email_key};
+    // Built from scratch: what tables of those names held before is not trusted.
+    txn.delete_table(tables::USER_EXTERNAL_IDS)?;
+    txn.delete_table(tables::SCIM_EMAILS)?;
+    let users = txn.open_table(tables::USERS)?;
+    let mut external_ids = txn.open_table(tables::USER_EXTERNAL_IDS)?;
+    let mut emails = txn.open_table(tables::SCIM_EMAILS)?;
+    for row in users.iter()? {
+        let (_, v) = row?;
+        let user: UserRecord = codec::decode(v.value())?;
+        if let Some(x) = &user.external_id {
+            external_ids.insert((x.as_str(), user.user_id.as_str()), ())?;
+        }
+        for e in user.scim.iter().flat_map(|s| s.emails()) {
+            let key = email_key(&e, &user.user_id);
+            emails.insert(key.as_str(), user.user_id.as_str())?;
+        }
+    }
+    Ok(())
 }
 
 /// 2: keys gain a stable id, an organisation, allowed routes and a key type.
@@ -277,6 +306,11 @@ mod tests {
         // The indexes still name them.
         let found = store.find_users_by_name_or_email("ann@example.com", true);
         assert_eq!(found.unwrap().len(), 1);
+        // Migration 6 indexed their externalIds (both carry the same one).
+        let found = store.find_users_by_external_id("ext").unwrap();
+        let mut ids: Vec<&str> = found.iter().map(|u| u.user_id.as_str()).collect();
+        ids.sort();
+        assert_eq!(ids, ["ann", "bob"]);
         drop(store);
 
         let report = crate::store::verify::verify_file(&path).unwrap();
@@ -284,11 +318,103 @@ mod tests {
         assert_eq!(report.schema, super::SCHEMA_VERSION);
         assert!(report.records.contains(&("users_v3".into(), 2)), "{report}");
         assert!(
+            report.records.contains(&("user_external_ids_v1".into(), 2)),
+            "{report}"
+        );
+        assert!(
             !report.records.iter().any(|(t, _)| t == "users_v2"),
             "{report}"
         );
         // Opening again migrates nothing more.
         let again = Store::open(&path).unwrap();
         assert_eq!(again.tenancy_snapshot().unwrap().users, users);
+    }
+
+    /// A file schema 5 wrote (`users_v3`, no externalId index; its SCIM email index short of a
+    /// row, as a schema 4 file written before that index existed was).
+    #[test]
+    fn schema_5_users_get_their_external_ids_and_emails_indexed() {
+        use super::super::tenancy::{ScimUser, UserRecord};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.redb");
+        let user = |id: &str, external_id: Option<&str>, emails: &str| UserRecord {
+            external_id: external_id.map(str::to_string),
+            scim: Some(ScimUser {
+                user_name: id.into(),
+                active: true,
+                attributes_json: format!(r#"{{"emails":[{emails}]}}"#),
+                version: 1,
+                provisioned_by: "scim:tok".into(),
+                grants: Default::default(),
+            }),
+            ..crate::api::users::blank_user(id, "scim:tok")
+        };
+        let users = [
+            user("ann", Some("E-1"), r#"{"value":"Ann@Home.test"}"#),
+            user("bob", Some("e-1"), ""),
+            user("cy", Some("E-1"), ""),
+            user("dee", None, ""),
+        ];
+        {
+            let db = redb::Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut meta = txn.open_table(tables::META).unwrap();
+                meta.insert("format", b"portcullis".as_slice()).unwrap();
+                meta.insert("schema_version", 5u32.to_le_bytes().as_slice())
+                    .unwrap();
+                let mut t = txn.open_table(tables::USERS).unwrap();
+                let mut names = txn.open_table(tables::SCIM_USER_NAMES).unwrap();
+                for u in &users {
+                    t.insert(u.user_id.as_str(), codec::encode(u).unwrap().as_slice())
+                        .unwrap();
+                    names
+                        .insert(u.user_id.as_str(), u.user_id.as_str())
+                        .unwrap();
+                }
+                txn.open_table(tables::SCIM_EMAILS).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        // Before the start, `verify` finds the email row missing but does not ask schema 5 for
+        // the externalId index.
+        let report = crate::store::verify::verify_file(&path).unwrap();
+        assert_eq!(report.schema, 5);
+        assert_eq!(report.problem_count, 1, "{report}");
+        assert!(
+            report.problems[0].contains("ann@home.test") && report.problems[0].contains("ann"),
+            "{report}"
+        );
+
+        let store = Store::open(&path).unwrap();
+        let ids = |value: &str| {
+            let mut ids: Vec<String> = store
+                .find_users_by_external_id(value)
+                .unwrap()
+                .into_iter()
+                .map(|u| u.user_id)
+                .collect();
+            ids.sort();
+            ids
+        };
+        assert_eq!(ids("E-1"), ["ann", "cy"]);
+        assert_eq!(ids("e-1"), ["bob"]);
+        assert!(ids("E-").is_empty() && ids("").is_empty());
+        let found = store
+            .find_users_by_name_or_email("ann@home.test", false)
+            .unwrap();
+        assert_eq!(found.len(), 1);
+        drop(store);
+        let report = crate::store::verify::verify_file(&path).unwrap();
+        assert!(report.ok(), "{report}");
+        assert_eq!(report.schema, super::SCHEMA_VERSION);
+        assert!(
+            report.records.contains(&("user_external_ids_v1".into(), 3)),
+            "{report}"
+        );
+        assert!(
+            report.records.contains(&("scim_emails_v1".into(), 1)),
+            "{report}"
+        );
     }
 }

@@ -39,7 +39,7 @@ pub use tenancy::{
 };
 
 /// The schema this binary writes. A file with a higher number was written by a newer release.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 const FORMAT_MARKER: &[u8] = b"portcullis";
 /// redb's page cache. Its default (1 GiB) grows the process with every spend log page ever
 /// written; nothing on the request path reads the file, and the OS caches it anyway.

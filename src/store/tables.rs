@@ -36,6 +36,11 @@ pub const SCIM_USER_NAMES: TableDefinition<&str, &str> = TableDefinition::new("s
 /// `<lower-cased email>\n<user id>` → user id: every email of every SCIM user (several users
 /// may list the same address), so `emails.value eq` is a range read.
 pub const SCIM_EMAILS: TableDefinition<&str, &str> = TableDefinition::new("scim_emails_v1");
+/// `(externalId, user id)` → nothing: every user's `externalId` exactly as given (RFC 7643:
+/// case-exact; several users may carry the same one), so `externalId eq` is a range read
+/// (schema 6; built from the users by migration 6).
+pub const USER_EXTERNAL_IDS: TableDefinition<(&str, &str), ()> =
+    TableDefinition::new("user_external_ids_v1");
 /// lower-cased email → user id: an email names at most one user.
 pub const USER_EMAILS: TableDefinition<&str, &str> = TableDefinition::new("user_emails_v1");
 /// Schemas 1–3: team id → encoded `TeamRecordV1`; emptied and dropped by migration 4.
@@ -62,6 +67,7 @@ pub fn create_all(txn: &redb::WriteTransaction) -> Result<(), redb::TableError> 
     txn.open_table(USER_EMAILS)?;
     txn.open_table(SCIM_USER_NAMES)?;
     txn.open_table(SCIM_EMAILS)?;
+    txn.open_table(USER_EXTERNAL_IDS)?;
     txn.open_table(TEAMS)?;
     txn.open_table(ORGS)?;
     txn.open_table(CUSTOMERS)?;

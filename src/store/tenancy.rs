@@ -124,7 +124,8 @@ impl ScimUser {
     }
 }
 
-fn email_key(email: &str, user_id: &str) -> String {
+/// The `scim_emails_v1` key of one of a user's addresses.
+pub(super) fn email_key(email: &str, user_id: &str) -> String {
     format!("{email}\n{user_id}")
 }
 
@@ -234,29 +235,47 @@ impl Tx {
         }
     }
 
-    /// Inserts or replaces a user, keeping the email index in step. The caller checks that a
-    /// new email is free.
+    /// Inserts or replaces a user, keeping the indexes in step. The caller checks that a new
+    /// email or userName is free.
+    ///
+    /// An index is only written where the user's entry in it changes: a write dirties the
+    /// B-tree pages on its path, and every dirty page is written out and synced by the durable
+    /// commit — a group's 20 membership changes would otherwise rewrite 20 leaves of each index.
     pub fn put_user(&mut self, user: &UserRecord) -> Result<(), StoreError> {
         let old = self.get_user(&user.user_id)?;
-        {
+        let lower = |s: Option<&String>| s.map(|s| s.to_lowercase());
+        let (before, after) = (
+            lower(old.as_ref().and_then(|u| u.user_email.as_ref())),
+            lower(user.user_email.as_ref()),
+        );
+        if before != after {
             let mut emails = self.txn.open_table(tables::USER_EMAILS)?;
-            if let Some(old) = old.as_ref().and_then(|u| u.user_email.as_ref()) {
-                emails.remove(old.to_lowercase().as_str())?;
+            if let Some(old) = &before {
+                emails.remove(old.as_str())?;
             }
-            if let Some(new) = &user.user_email {
-                emails.insert(new.to_lowercase().as_str(), user.user_id.as_str())?;
+            if let Some(new) = &after {
+                emails.insert(new.as_str(), user.user_id.as_str())?;
             }
         }
-        {
+        let (before, after) = (
+            lower(
+                old.as_ref()
+                    .and_then(|u| u.scim.as_ref())
+                    .map(|s| &s.user_name),
+            ),
+            lower(user.scim.as_ref().map(|s| &s.user_name)),
+        );
+        if before != after {
             let mut names = self.txn.open_table(tables::SCIM_USER_NAMES)?;
-            if let Some(old) = old.as_ref().and_then(|u| u.scim.as_ref()) {
-                names.remove(old.user_name.to_lowercase().as_str())?;
+            if let Some(old) = &before {
+                names.remove(old.as_str())?;
             }
-            if let Some(new) = &user.scim {
-                names.insert(new.user_name.to_lowercase().as_str(), user.user_id.as_str())?;
+            if let Some(new) = &after {
+                names.insert(new.as_str(), user.user_id.as_str())?;
             }
         }
         self.index_scim_emails(old.as_ref(), Some(user))?;
+        self.index_external_id(old.as_ref(), Some(user))?;
         self.put_record(tables::USERS, &user.user_id, user)
     }
 
@@ -273,7 +292,31 @@ impl Tx {
                 .remove(scim.user_name.to_lowercase().as_str())?;
         }
         self.index_scim_emails(removed.as_ref(), None)?;
+        self.index_external_id(removed.as_ref(), None)?;
         Ok(removed)
+    }
+
+    /// Keeps `user_external_ids_v1` in step when a user goes from `old` to `new`.
+    fn index_external_id(
+        &mut self,
+        old: Option<&UserRecord>,
+        new: Option<&UserRecord>,
+    ) -> Result<(), StoreError> {
+        fn row(u: Option<&UserRecord>) -> Option<(&str, &str)> {
+            u.and_then(|u| Some((u.external_id.as_deref()?, u.user_id.as_str())))
+        }
+        let (before, after) = (row(old), row(new));
+        if before == after {
+            return Ok(());
+        }
+        let mut t = self.txn.open_table(tables::USER_EXTERNAL_IDS)?;
+        if let Some(k) = before {
+            t.remove(k)?;
+        }
+        if let Some(k) = after {
+            t.insert(k, ())?;
+        }
+        Ok(())
     }
 
     /// Keeps `scim_emails_v1` in step when a user goes from `old` to `new`.
@@ -300,7 +343,7 @@ impl Tx {
         for (k, _) in before.iter().filter(|x| !after.contains(x)) {
             t.remove(k.as_str())?;
         }
-        for (k, id) in &after {
+        for (k, id) in after.iter().filter(|x| !before.contains(x)) {
             t.insert(k.as_str(), id.as_str())?;
         }
         Ok(())
@@ -426,6 +469,30 @@ impl Store {
             if out.iter().any(|u| u.user_id == id) {
                 continue;
             }
+            if let Some(v) = users.get(id.as_str())? {
+                out.push(super::codec::decode(v.value())?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The users whose `externalId` is exactly `value` (it is case-exact) — by index.
+    pub fn find_users_by_external_id(&self, value: &str) -> Result<Vec<UserRecord>, StoreError> {
+        let txn = self.read()?;
+        let index = txn.open_table(tables::USER_EXTERNAL_IDS)?;
+        let mut ids: Vec<String> = Vec::new();
+        for row in index.range((value, "")..)? {
+            let (k, _) = row?;
+            let (x, id) = k.value();
+            if x != value {
+                break;
+            }
+            ids.push(id.to_string());
+        }
+        drop(index);
+        let users = txn.open_table(tables::USERS)?;
+        let mut out: Vec<UserRecord> = Vec::with_capacity(ids.len());
+        for id in ids {
             if let Some(v) = users.get(id.as_str())? {
                 out.push(super::codec::decode(v.value())?);
             }

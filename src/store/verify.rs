@@ -19,7 +19,7 @@ use redb::{ReadTransaction, ReadableDatabase, ReadableTable, TableError, TableHa
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -494,9 +494,20 @@ fn check_contents(txn: &ReadTransaction, shown_as: &Path) -> Result<FileReport, 
         user_emails.insert(u.user_id, u.user_email.map(|e| e.to_lowercase()));
         Ok(())
     })?;
+    // (value, user id) pairs of the indexes where a value may name several users.
+    let mut external_ids: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut scim_emails: BTreeSet<(String, String)> = BTreeSet::new();
     walk::<UserRecord>(txn, tables::USERS, &mut f, |id, u| {
         if u.user_id != id {
             return Err(format!("it is stored under {id} but is user {}", u.user_id));
+        }
+        if let Some(x) = &u.external_id {
+            external_ids.insert((x.clone(), u.user_id.clone()));
+        }
+        if let Some(s) = &u.scim {
+            for e in s.emails() {
+                scim_emails.insert((e, u.user_id.clone()));
+            }
         }
         scim_names.insert(
             u.user_id.clone(),
@@ -535,6 +546,52 @@ fn check_contents(txn: &ReadTransaction, shown_as: &Path) -> Result<FileReport, 
         &mut f,
         str::to_lowercase,
     )?;
+    // Schema 6 added the externalId index (migration 6 builds it): an older file has none yet.
+    let rows = match txn.open_table(tables::USER_EXTERNAL_IDS) {
+        Ok(t) => {
+            let mut rows = Vec::new();
+            for row in t.iter()? {
+                let (k, _) = row?;
+                let (x, id) = k.value();
+                rows.push((x.to_string(), id.to_string()));
+            }
+            Pairs::Rows(rows)
+        }
+        Err(e) => Pairs::from_error(e, tables::USER_EXTERNAL_IDS.name(), &mut f)?,
+    };
+    if schema >= 6 || matches!(rows, Pairs::Rows(_)) {
+        check_pairs(
+            tables::USER_EXTERNAL_IDS.name(),
+            rows,
+            &external_ids,
+            &mut f,
+        );
+    }
+    let rows = match txn.open_table(tables::SCIM_EMAILS) {
+        Ok(t) => {
+            let mut rows = Vec::new();
+            for row in t.iter()? {
+                let (k, v) = row?;
+                let (key, id) = (k.value(), v.value());
+                // `<email>\n<user id>`; a key that does not end in its own id stays whole (and
+                // so matches no user).
+                let email = key
+                    .strip_suffix(id)
+                    .and_then(|e| e.strip_suffix('\n'))
+                    .unwrap_or(key);
+                rows.push((email.to_string(), id.to_string()));
+            }
+            Pairs::Rows(rows)
+        }
+        Err(e) => Pairs::from_error(e, tables::SCIM_EMAILS.name(), &mut f)?,
+    };
+    // Only the current layout's users are walked for their emails.
+    let older_users = names
+        .iter()
+        .any(|n| n == tables::USERS_V1.name() || n == tables::USERS_V2.name());
+    if !older_users {
+        check_pairs(tables::SCIM_EMAILS.name(), rows, &scim_emails, &mut f);
+    }
 
     let known = [
         tables::META.name(),
@@ -551,6 +608,7 @@ fn check_contents(txn: &ReadTransaction, shown_as: &Path) -> Result<FileReport, 
         tables::USER_EMAILS.name(),
         tables::SCIM_USER_NAMES.name(),
         tables::SCIM_EMAILS.name(),
+        tables::USER_EXTERNAL_IDS.name(),
         tables::TEAMS_V1.name(),
         tables::TEAMS.name(),
         tables::ORGS.name(),
@@ -657,6 +715,58 @@ fn walk_spend_logs(txn: &ReadTransaction, f: &mut Findings) -> Result<(), StoreE
     }
     f.records.push((name.to_string(), n));
     Ok(())
+}
+
+/// The rows of an index in which one value may name several users, as `(value, user id)`.
+enum Pairs {
+    Rows(Vec<(String, String)>),
+    Missing,
+    /// Not a table of the expected types (already reported).
+    Unreadable,
+}
+
+impl Pairs {
+    fn from_error(e: TableError, name: &str, f: &mut Findings) -> Result<Pairs, StoreError> {
+        match e {
+            TableError::TableDoesNotExist(_) => Ok(Pairs::Missing),
+            TableError::Storage(e) => Err(e.into()),
+            e => {
+                f.problem(format!("table {name}: {e}"));
+                Ok(Pairs::Unreadable)
+            }
+        }
+    }
+}
+
+/// An index in which a value may name several users (`(value, user id)` rows) must hold exactly
+/// the pairs the records carry.
+fn check_pairs(name: &str, rows: Pairs, records: &BTreeSet<(String, String)>, f: &mut Findings) {
+    let rows = match rows {
+        Pairs::Rows(rows) => rows,
+        Pairs::Unreadable => return,
+        Pairs::Missing => {
+            if !records.is_empty() {
+                f.problem(format!(
+                    "table {name} is missing but {} users need it",
+                    records.len()
+                ));
+            }
+            return;
+        }
+    };
+    let n = rows.len() as u64;
+    let rows: BTreeSet<(String, String)> = rows.into_iter().collect();
+    for (value, id) in rows.difference(records) {
+        f.problem(format!(
+            "{name}[{value:?}] names user {id}, which does not exist or does not carry it"
+        ));
+    }
+    for (value, id) in records.difference(&rows) {
+        f.problem(format!(
+            "user {id} carries {value:?}, but {name} does not point to it"
+        ));
+    }
+    f.records.push((name.to_string(), n));
 }
 
 /// An index (`value` → record id) must agree with the records: every row names a record that
@@ -864,6 +974,69 @@ mod tests {
             verify_file(&dir.path().join("absent.redb")),
             Err(VerifyError::NoDataFile(_))
         ));
+    }
+
+    #[test]
+    fn the_external_id_and_scim_email_indexes_must_agree_with_the_users() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        {
+            let store = Store::open(&path).unwrap();
+            store
+                .write(&Actor::MasterKey, &Origin::default(), |tx| {
+                    for (id, x) in [("ann", "X"), ("bob", "X")] {
+                        let mut u = crate::api::users::blank_user(id, "t");
+                        u.external_id = Some(x.into());
+                        u.scim = Some(crate::store::ScimUser {
+                            user_name: id.into(),
+                            active: true,
+                            attributes_json: format!(r#"{{"emails":[{{"value":"{id}@a.test"}}]}}"#),
+                            version: 1,
+                            provisioned_by: "t".into(),
+                            grants: Default::default(),
+                        });
+                        tx.put_user(&u)?;
+                        tx.audit(change(id));
+                    }
+                    Ok::<_, StoreError>(())
+                })
+                .unwrap();
+        }
+        let report = verify_file(&path).unwrap();
+        assert!(report.ok(), "{report}");
+        assert!(
+            report.records.contains(&("user_external_ids_v1".into(), 2)),
+            "{report}"
+        );
+        assert!(
+            report.records.contains(&("scim_emails_v1".into(), 2)),
+            "{report}"
+        );
+        {
+            let db = redb::Database::open(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut t = txn.open_table(tables::USER_EXTERNAL_IDS).unwrap();
+                t.remove(("X", "ann")).unwrap();
+                t.insert(("Y", "bob"), ()).unwrap();
+                t.insert(("X", "ghost"), ()).unwrap();
+                let mut e = txn.open_table(tables::SCIM_EMAILS).unwrap();
+                e.remove("bob@a.test\nbob").unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let report = verify_file(&path).unwrap();
+        assert!(!report.ok());
+        assert_eq!(report.problem_count, 4, "{report}");
+        let text = report.to_string();
+        for expected in [
+            r#"user ann carries "X", but user_external_ids_v1 does not point to it"#,
+            r#"user_external_ids_v1["Y"] names user bob, which does not exist or does not carry it"#,
+            r#"user_external_ids_v1["X"] names user ghost"#,
+            r#"user bob carries "bob@a.test", but scim_emails_v1 does not point to it"#,
+        ] {
+            assert!(text.contains(expected), "{expected}: {text}");
+        }
     }
 
     #[test]

@@ -513,7 +513,7 @@ async fn a_schema_1_data_file_from_the_previous_release_is_upgraded() {
     let (data, _keep) = stop(api);
     let run = verify(&data);
     assert_eq!(run.code, 0, "{}", run.out);
-    assert!(run.out.contains(": schema 5\n"), "{}", run.out);
+    assert!(run.out.contains(": schema 6\n"), "{}", run.out);
     assert!(
         run.out
             .contains(&format!("audit chain: intact, {} entries", old_entries + 1)),
@@ -557,7 +557,7 @@ fn a_data_file_from_a_newer_schema_is_refused_and_left_untouched() {
     let (status, log) = Options::new().data_dir(&dir).start_expect_failure();
     assert!(!status.success(), "{log}");
     assert!(log.contains("written by a newer Portcullis"), "{log}");
-    assert!(log.contains("schema 99, this binary knows 5"), "{log}");
+    assert!(log.contains("schema 99, this binary knows 6"), "{log}");
     assert!(unchanged(), "serve changed the newer file");
 
     let run = verify(&dir);

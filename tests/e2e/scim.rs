@@ -864,6 +864,129 @@ async fn an_email_filter_finds_a_user_by_a_secondary_address() {
     }
 }
 
+/// `externalId eq` is answered from an index (`user_external_ids_v1`) kept in the same
+/// transactions as the users: exact (externalId is caseExact), several users may share one, and
+/// a PUT, PATCH, SCIM DELETE or administrator's delete moves or removes the user's row.
+#[tokio::test]
+async fn an_external_id_filter_finds_exactly_its_users_as_they_change() {
+    let api = Api::start();
+    let (token, _) = scim_token(&api, None).await;
+    let scim = Scim { api: &api, token };
+    let user = |name: &str, external_id: Option<&str>| {
+        let mut body = json!({"schemas": [USER], "userName": name});
+        if let Some(x) = external_id {
+            body["externalId"] = json!(x);
+        }
+        body
+    };
+    let ann = scim.create_user(user("ann", Some("Ext-1"))).await;
+    let ann = ann["id"].as_str().unwrap().to_string();
+    // Neighbours in the index: a longer value with the same start, another case, none at all.
+    scim.create_user(user("bob", Some("Ext-10"))).await;
+    let cy = scim.create_user(user("cy", Some("ext-1"))).await;
+    let cy = cy["id"].as_str().unwrap().to_string();
+    scim.create_user(user("dee", None)).await;
+    let none: Vec<String> = Vec::new();
+    let by = |x: &str| format!(r#"externalId eq "{x}""#);
+    assert_eq!(scim.matching(&by("Ext-1")).await, ["ann"]);
+    assert_eq!(scim.matching(&by("ext-1")).await, ["cy"]);
+    assert_eq!(scim.matching(&by("Ext-10")).await, ["bob"]);
+    assert_eq!(scim.matching(&by("Ext-")).await, none);
+    assert_eq!(scim.matching(&by("EXT-1")).await, none);
+    assert_eq!(
+        scim.matching(&format!("{USER}:externalId eq \"Ext-1\""))
+            .await,
+        ["ann"]
+    );
+    assert_eq!(
+        scim.matching(r#"externalId eq "Ext-1" and userName eq "ann""#)
+            .await,
+        ["ann"]
+    );
+    assert_eq!(
+        scim.matching(r#"externalId eq "Ext-1" and userName eq "bob""#)
+            .await,
+        none
+    );
+    // Control: the same question asked resource by resource.
+    assert_eq!(
+        scim.matching(r#"externalId sw "Ext-1""#).await,
+        ["ann", "bob"]
+    );
+    // Two users may carry the same externalId (it is not unique).
+    scim.create_user(user("eve", Some("shared"))).await;
+    scim.create_user(user("fay", Some("shared"))).await;
+    assert_eq!(scim.matching(&by("shared")).await, ["eve", "fay"]);
+
+    // PUT moves ann's row.
+    let r = scim
+        .put(&format!("/Users/{ann}"), user("ann", Some("Ext-2")))
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(scim.matching(&by("Ext-1")).await, none);
+    assert_eq!(scim.matching(&by("Ext-2")).await, ["ann"]);
+    // So does PATCH, with and without a path; removing it leaves no row.
+    let r = scim
+        .patch(
+            &format!("/Users/{ann}"),
+            json!([{"op": "replace", "path": "externalId", "value": "Ext-3"}]),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(scim.matching(&by("Ext-2")).await, none);
+    assert_eq!(scim.matching(&by("Ext-3")).await, ["ann"]);
+    let r = scim
+        .patch(
+            &format!("/Users/{ann}"),
+            json!([{"op": "Replace", "value": {"externalId": "Ext-4"}}]),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(scim.matching(&by("Ext-3")).await, none);
+    assert_eq!(scim.matching(&by("Ext-4")).await, ["ann"]);
+    let r = scim
+        .patch(
+            &format!("/Users/{ann}"),
+            json!([{"op": "remove", "path": "externalId"}]),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.body.get("externalId").is_none(), "{r:?}");
+    assert_eq!(scim.matching(&by("Ext-4")).await, none);
+    let r = scim
+        .patch(
+            &format!("/Users/{ann}"),
+            json!([{"op": "add", "path": "externalId", "value": "Ext-5"}]),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(scim.matching(&by("Ext-5")).await, ["ann"]);
+
+    // A SCIM DELETE and an administrator's delete take the row with the user.
+    assert_eq!(scim.delete(&format!("/Users/{cy}")).await.status, 204);
+    assert_eq!(scim.matching(&by("ext-1")).await, none);
+    let eve = scim.list("/Users", &[("filter", &by("shared"))]).await;
+    let eve = eve["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["userName"] == "eve")
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .unwrap();
+    let (status, out) = api.post("/user/delete", json!({"user_ids": [eve]})).await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(scim.matching(&by("shared")).await, ["fay"]);
+
+    // The index is stored: a restart answers the same.
+    let token = scim.token.clone();
+    let api = Api::on(api.gw.restart());
+    let scim = Scim { api: &api, token };
+    assert_eq!(scim.matching(&by("Ext-5")).await, ["ann"]);
+    assert_eq!(scim.matching(&by("Ext-10")).await, ["bob"]);
+    assert_eq!(scim.matching(&by("shared")).await, ["fay"]);
+    assert_eq!(scim.matching(&by("Ext-1")).await, none);
+}
+
 #[tokio::test]
 async fn patch_accepts_the_shapes_identity_providers_send() {
     let api = Api::start();
@@ -1753,6 +1876,70 @@ async fn every_scim_change_is_audited_as_its_token() {
             .all(|(t, _, o)| t != user || (o != &uid && o != &scoped_uid)),
         "{by_master:?}"
     );
+}
+
+/// Entra ID's default mapping sends the work address as
+/// `addresses[type eq "work"].streetAddress` and friends; the RFC's other multi-valued core
+/// attributes (ims, photos, entitlements, roles, x509Certificates) are kept as sent too — a
+/// PATCH naming one must not fail the whole update.
+#[tokio::test]
+async fn rfc_core_multi_valued_attributes_are_kept_and_patchable() {
+    let api = Api::start();
+    let (token, _) = scim_token(&api, None).await;
+    let scim = Scim { api: &api, token };
+    let user = scim
+        .create_user(json!({
+            "schemas": [USER],
+            "userName": "addr@example.com",
+            "addresses": [{"type": "home", "locality": "Lyon", "country": "FR"}],
+            "ims": [{"value": "addr@xmpp.example", "type": "xmpp"}],
+            "photos": [{"value": "https://img.example/a.png", "type": "photo"}],
+            "entitlements": [{"value": "gpu-quota"}],
+            "roles": [{"value": "Engineer", "primary": "True"}],
+            "x509Certificates": [{"value": "MIIBAA=="}],
+        }))
+        .await;
+    let path = format!("/Users/{}", user["id"].as_str().unwrap());
+    assert_eq!(user["addresses"][0]["locality"], "Lyon", "{user}");
+    assert_eq!(user["ims"][0]["type"], "xmpp", "{user}");
+    assert_eq!(user["roles"][0]["primary"], true, "{user}");
+    assert_eq!(user["x509Certificates"][0]["value"], "MIIBAA==", "{user}");
+    let ops = json!([
+        {"op": "Add", "path": "addresses[type eq \"work\"].streetAddress", "value": "1 Main St"},
+        {"op": "Add", "path": "addresses[type eq \"work\"].locality", "value": "Redmond"},
+        {"op": "Replace", "path": "addresses[type eq \"home\"].country", "value": "BE"},
+    ]);
+    let r = scim.patch(&path, ops).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let addresses = r.body["addresses"].as_array().unwrap();
+    assert_eq!(addresses.len(), 2, "{r:?}");
+    let work = addresses.iter().find(|a| a["type"] == "work").unwrap();
+    assert_eq!(work["streetAddress"], "1 Main St");
+    assert_eq!(work["locality"], "Redmond");
+    let home = addresses.iter().find(|a| a["type"] == "home").unwrap();
+    assert_eq!(home["country"], "BE");
+    let found = scim
+        .matching(r#"addresses[type eq "work" and locality eq "redmond"]"#)
+        .await;
+    assert_eq!(found, ["addr@example.com".to_string()]);
+    // The schema advertises them.
+    let r = scim.get(&format!("/Schemas/{USER}")).await;
+    let names: Vec<&str> = r.body["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    for want in [
+        "addresses",
+        "ims",
+        "photos",
+        "entitlements",
+        "roles",
+        "x509Certificates",
+    ] {
+        assert!(names.contains(&want), "{want} not in {names:?}");
+    }
 }
 
 #[tokio::test]
