@@ -196,7 +196,12 @@ fn key_identity(
     if let Some(u) = &user
         && u.record.disabled()
     {
-        return Err(ApiError::Forbidden("This user is blocked.".into()));
+        let why = if u.record.blocked {
+            "This user is blocked."
+        } else {
+            "This user was deactivated by SCIM provisioning."
+        };
+        return Err(ApiError::Forbidden(why.into()));
     }
     let acting = role.or(user.as_ref().map(|u| u.record.user_role));
     access::check_route(&app.directory, &key, acting, class, path)

@@ -22,12 +22,20 @@ pub async fn authenticate(app: &AppState, headers: &HeaderMap) -> Result<Princip
     let principal = app.auth.authenticate(headers).await?;
     if let Principal::Jwt(grant) = &principal
         && let Some(id) = &grant.user_id
-        && app.directory.user(id).is_none()
     {
+        if app.directory.user(id).is_some() {
+            grant.saw_user();
+            return Ok(principal);
+        }
+        if grant.user_was_seen() {
+            // Deleted since this token's last use: it does not bring the user back.
+            return Err(AuthError::Jwt(JwtError::UserDeleted(id.clone())));
+        }
         if !app.auth.jwt().is_some_and(|j| j.user_upsert()) {
             return Err(AuthError::Jwt(JwtError::UnknownUser(id.clone())));
         }
         create_user(app, grant, headers).await?;
+        grant.saw_user();
     }
     Ok(principal)
 }

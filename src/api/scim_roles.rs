@@ -331,6 +331,93 @@ pub fn check_may_add(
     }
 }
 
+/// An administrator moving a SCIM Group out of its organisation would turn what the Group
+/// grants into a proxy-wide role for all its members — a name the organisation's IdP chose,
+/// minting proxy admins it never could. Refused: make the Group outside any organisation in
+/// the IdP connected with an unscoped token instead.
+pub fn check_move(
+    roles: &GroupRoles,
+    before: &TeamRecord,
+    after: &TeamRecord,
+) -> Result<(), ApiError> {
+    if before.organization_id == after.organization_id {
+        return Ok(());
+    }
+    match grant_of(roles, after) {
+        Some(Grant::Global(r)) if grant_of(roles, before) != Some(Grant::Global(r)) => {
+            Err(ApiError::Conflict(format!(
+                "Team {} is the SCIM group `{}`, whose members get the role {} outside any \
+                 organization (general_settings.scim_group_roles): it may not be moved out of \
+                 its organization by hand.",
+                after.team_id,
+                after.scim.as_ref().map_or("", |s| s.display_name.as_str()),
+                r.as_str()
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 #[path = "scim_roles_tests.rs"]
 mod tests;
+
+/// At start-up: brings every SCIM user's granted roles in step with the settings now in force,
+/// so removing or changing `scim_admin_group` / `scim_group_roles` takes back (or gives) what
+/// the groups no longer (or now) grant — an administrator who removes the mapping must not be
+/// left with proxy admins nobody can see the reason for. One transaction, actor `system`, an
+/// audit entry per changed user; a no-op (no write) when everything already agrees.
+pub fn reconcile(app: &crate::app::AppState) -> Result<usize, StoreError> {
+    let roles = app.scim.group_roles.clone();
+    let dir = &app.directory;
+    let mut work: Vec<(String, Vec<Slot>)> = Vec::new();
+    for u in dir.users() {
+        let Some(grants) = u.record.scim_grants() else {
+            continue;
+        };
+        let mut slots: Vec<Slot> = Vec::new();
+        let mut add = |s: Slot| {
+            if !slots.contains(&s) {
+                slots.push(s);
+            }
+        };
+        if grants.user_role.is_some() {
+            add(Slot::Global);
+        }
+        for g in &grants.org_admin {
+            add(Slot::Org(g.organization_id.clone()));
+        }
+        for t in &u.record.teams {
+            if let Some(team) = dir.team(t)
+                && grant_of(&roles, &team.record).is_some()
+            {
+                add(slot_of(&team.record));
+            }
+        }
+        if !slots.is_empty() {
+            work.push((u.record.user_id.clone(), slots));
+        }
+    }
+    if work.is_empty() {
+        return Ok(0);
+    }
+    let origin = crate::audit::Origin {
+        request_id: format!("startup-{}", uuid::Uuid::now_v7()),
+        ..Default::default()
+    };
+    let _order = app
+        .admin_writes
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut fx = Effects::default();
+    app.store
+        .write(&crate::audit::Actor::System, &origin, |tx| {
+            for (user, slots) in &work {
+                sync_user(tx, &mut fx, &roles, "system", user, slots)?;
+            }
+            Ok::<_, StoreError>(())
+        })?;
+    let changed = fx.users.len();
+    super::write::apply(app, fx);
+    Ok(changed)
+}

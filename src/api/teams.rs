@@ -320,6 +320,7 @@ async fn update_team(
             let before = t.clone();
             apply(t, &body)?;
             super::scim_managed::check_team_edit(&scim, &before, t)?;
+            super::scim_roles::check_move(&scim.group_roles, &before, t)?;
             if t.organization_id != old_org {
                 check_org(dir, who, t.organization_id.as_deref())?;
             }

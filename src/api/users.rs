@@ -314,6 +314,15 @@ async fn new_user(
                     "Not allowed to add users to team {t}."
                 )));
             }
+            // The same rules as /team/member_add: a SCIM group's members may be locked to the
+            // IdP, and joining a group that grants a role needs the right to grant it.
+            crate::api::scim_managed::check_team_members(&dir_app.scim, &team.record)?;
+            crate::api::scim_roles::check_may_add(
+                &who,
+                dir,
+                &dir_app.scim.group_roles,
+                &team.record,
+            )?;
             governed = true;
             let mut rec = team.record.clone();
             rec.members.push(TeamMember {

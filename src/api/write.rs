@@ -50,7 +50,7 @@ pub async fn commit<T: Send + 'static>(
     })?
 }
 
-fn apply(app: &AppState, e: Effects) {
+pub(crate) fn apply(app: &AppState, e: Effects) {
     let dir = &app.directory;
     // Objects first, then keys: a key's entry is compiled against its current owners.
     for u in e.users {

@@ -272,13 +272,18 @@ impl Gateway {
     }
 
     /// SIGTERM, wait for a clean exit, then start again on the same data dir and options.
-    pub fn restart(mut self) -> Gateway {
+    pub fn restart(self) -> Gateway {
+        self.restart_with(|o| o)
+    }
+
+    /// As `restart`, with the options changed first (e.g. another config).
+    pub fn restart_with(mut self, change: impl FnOnce(Options) -> Options) -> Gateway {
         self.signal("TERM");
         let status = self
             .wait_exit(Duration::from_secs(30))
             .expect("exit after SIGTERM");
         assert!(status.success(), "exit status {status}");
-        let opts = self.opts.clone();
+        let opts = change(self.opts.clone());
         let dir = self.dir.clone();
         drop(self);
         Gateway::spawn(opts, dir)

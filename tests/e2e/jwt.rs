@@ -21,20 +21,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-const ISS: &str = "https://idp.test";
-const AUD: &str = "portcullis";
+pub(crate) const ISS: &str = "https://idp.test";
+pub(crate) const AUD: &str = "portcullis";
 
 /// A signing key made now, with its public half as a JWK.
-struct SignKey {
-    kid: String,
-    alg: Algorithm,
-    enc: EncodingKey,
-    jwk: Value,
+pub(crate) struct SignKey {
+    pub(crate) kid: String,
+    pub(crate) alg: Algorithm,
+    pub(crate) enc: EncodingKey,
+    pub(crate) jwk: Value,
     /// Bytes an attacker could take from the published key (for the HMAC confusion attack).
-    public: Vec<u8>,
+    pub(crate) public: Vec<u8>,
 }
 
-fn es256(kid: &str) -> SignKey {
+pub(crate) fn es256(kid: &str) -> SignKey {
     let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let raw = kp.public_key_raw().to_vec(); // 0x04 || x || y
     SignKey {
@@ -47,7 +47,7 @@ fn es256(kid: &str) -> SignKey {
     }
 }
 
-fn ed25519(kid: &str) -> SignKey {
+pub(crate) fn ed25519(kid: &str) -> SignKey {
     let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
     let raw = kp.public_key_raw().to_vec();
     SignKey {
@@ -59,7 +59,7 @@ fn ed25519(kid: &str) -> SignKey {
     }
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -67,7 +67,7 @@ fn now() -> i64 {
 }
 
 /// Claims valid for an hour, plus `extra`.
-fn claims(extra: Value) -> Value {
+pub(crate) fn claims(extra: Value) -> Value {
     let mut c = json!({"iss": ISS, "aud": AUD, "iat": now(), "exp": now() + 3600});
     for (k, v) in extra.as_object().unwrap() {
         c[k] = v.clone();
@@ -75,25 +75,25 @@ fn claims(extra: Value) -> Value {
     c
 }
 
-fn sign(key: &SignKey, claims: &Value) -> String {
+pub(crate) fn sign(key: &SignKey, claims: &Value) -> String {
     let mut h = Header::new(key.alg);
     h.kid = Some(key.kid.clone());
     jsonwebtoken::encode(&h, claims, &key.enc).unwrap()
 }
 
-fn b64json(v: &Value) -> String {
+pub(crate) fn b64json(v: &Value) -> String {
     URL_SAFE_NO_PAD.encode(v.to_string())
 }
 
 /// A fake identity provider: `GET /jwks` answers the current key set; fetches are counted.
-struct Idp {
+pub(crate) struct Idp {
     addr: SocketAddr,
-    keys: Arc<Mutex<Vec<Value>>>,
+    pub(crate) keys: Arc<Mutex<Vec<Value>>>,
     fetches: Arc<AtomicU64>,
 }
 
 impl Idp {
-    fn start(keys: &[&SignKey]) -> Idp {
+    pub(crate) fn start(keys: &[&SignKey]) -> Idp {
         let set = Arc::new(Mutex::new(
             keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>(),
         ));
@@ -145,20 +145,20 @@ impl Idp {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}/jwks", self.addr)
     }
 
-    fn publish(&self, key: &SignKey) {
+    pub(crate) fn publish(&self, key: &SignKey) {
         self.keys.lock().unwrap().push(key.jwk.clone());
     }
 
-    fn fetches(&self) -> u64 {
+    pub(crate) fn fetches(&self) -> u64 {
         self.fetches.load(Ordering::SeqCst)
     }
 }
 
-const CONFIG: &str = r#"
+pub(crate) const CONFIG: &str = r#"
 model_list:
   - model_name: "mock/*"
     litellm_params:
@@ -179,7 +179,7 @@ general_settings:
 
 /// The gateway trusting `idps` (paired with `issuers` when given), started once the
 /// providers' keys were fetched, so no test's first token races the start-up fetch.
-async fn gateway(idps: &[&Idp], issuers: &str) -> Api {
+pub(crate) async fn gateway(idps: &[&Idp], issuers: &str) -> Api {
     let urls: Vec<String> = idps.iter().map(|i| i.url()).collect();
     let api = Api::on(
         Options::new()
@@ -203,7 +203,7 @@ async fn gateway(idps: &[&Idp], issuers: &str) -> Api {
     api
 }
 
-async fn chat(api: &Api, bearer: &str, model: &str, team: Option<&str>) -> (u16, Value) {
+pub(crate) async fn chat(api: &Api, bearer: &str, model: &str, team: Option<&str>) -> (u16, Value) {
     let mut req = api
         .http
         .post(api.gw.url("/v1/chat/completions"))
@@ -354,7 +354,7 @@ async fn the_admin_scope_reaches_management_routes_and_nothing_else_does() {
 }
 
 /// Asserts a 401 on both surfaces naming the failed check, and that the token is not echoed.
-async fn refused(api: &Api, token: &str, says: &str) {
+pub(crate) async fn refused(api: &Api, token: &str, says: &str) {
     let (status, out) = chat(api, token, "mock/x", None).await;
     assert_eq!(status, 401, "{says}: {out}");
     assert_eq!(out["error"]["type"], "authentication_error", "{out}");
@@ -555,7 +555,7 @@ async fn a_jwt_is_an_unknown_key_when_jwt_auth_is_off() {
     assert_eq!(out["error"]["code"], "invalid_api_key", "{out}");
 }
 
-trait Tap {
+pub(crate) trait Tap {
     fn tap(self, extra: Value) -> Value;
 }
 

@@ -1,6 +1,8 @@
 //! End-to-end tests: the real binary, real TCP, a fake upstream LLM provider. One test binary
 //! (modules per area) so linking stays cheap.
 
+mod attacks_jwt;
+mod attacks_scim;
 mod audit;
 mod audit_crash;
 mod audit_search;

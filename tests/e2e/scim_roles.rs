@@ -84,7 +84,7 @@ impl<'a> Idp<'a> {
         out["id"].as_str().unwrap().to_string()
     }
 
-    async fn patch(&self, gid: &str, ops: Value) {
+    pub async fn patch(&self, gid: &str, ops: Value) {
         let body = json!({"schemas": [PATCH_OP], "Operations": ops});
         let (status, out) = self
             .call(Method::PATCH, &format!("/Groups/{gid}"), Some(body))
@@ -92,18 +92,18 @@ impl<'a> Idp<'a> {
         assert_eq!(status, 200, "{out}");
     }
 
-    async fn add(&self, gid: &str, uid: &str) {
+    pub async fn add(&self, gid: &str, uid: &str) {
         let ops = json!([{"op": "add", "path": "members", "value": [{"value": uid}]}]);
         self.patch(gid, ops).await;
     }
 
     /// Okta's removal shape.
-    async fn remove(&self, gid: &str, uid: &str) {
+    pub async fn remove(&self, gid: &str, uid: &str) {
         let ops = json!([{"op": "remove", "path": format!("members[value eq \"{uid}\"]")}]);
         self.patch(gid, ops).await;
     }
 
-    async fn rename(&self, gid: &str, name: &str) {
+    pub async fn rename(&self, gid: &str, name: &str) {
         let ops = json!([{"op": "replace", "path": "displayName", "value": name}]);
         self.patch(gid, ops).await;
     }
@@ -407,4 +407,45 @@ async fn renaming_or_deleting_a_group_moves_its_role() {
             pair("proxy_admin", "internal_user"),
         ]
     );
+}
+
+/// Removing a mapping from the config takes back, at the next start, exactly what it granted
+/// (an administrator must not be left with proxy admins whose reason is gone), and adding one
+/// grants to the members already in the group; each change is audited as the system's.
+#[tokio::test]
+async fn a_start_brings_granted_roles_in_step_with_the_config() {
+    let api = start("");
+    let idp = Idp::connect(&api, None).await;
+    let ida = idp.user("ida@example.com").await;
+    let eve = idp.user("eve@example.com").await;
+    idp.group("Portcullis Admins", &[&ida]).await;
+    idp.group("Platform", &[&eve]).await;
+    assert_eq!(role(&api, &ida).await, "proxy_admin");
+    assert_eq!(role(&api, &eve).await, "internal_user");
+
+    // The admin group is no longer mapped; "Platform" now is.
+    let plain = "model_list:\n  - model_name: \"mock/*\"\n    litellm_params: {model: \"mock/*\"}\n\
+                 general_settings:\n  scim_group_roles:\n    Platform: proxy_admin_viewer\n";
+    let Api { gw, .. } = api;
+    let api = Api::on(gw.restart_with(|o| o.config(plain)));
+    assert_eq!(role(&api, &ida).await, "internal_user");
+    assert_eq!(
+        info(&api, &ida).await["scim_granted_user_role"],
+        Value::Null
+    );
+    assert_eq!(role(&api, &eve).await, "proxy_admin_viewer");
+    assert_eq!(
+        role_changes(&api, "system", &ida).await,
+        [pair("proxy_admin", "internal_user")]
+    );
+    assert_eq!(
+        role_changes(&api, "system", &eve).await,
+        [pair("internal_user", "proxy_admin_viewer")]
+    );
+    // A start with nothing to change writes nothing.
+    let (_, head) = api.get("/audit/head").await;
+    let Api { gw, .. } = api;
+    let api = Api::on(gw.restart());
+    let (_, again) = api.get("/audit/head").await;
+    assert_eq!(head["seq"], again["seq"], "{head} {again}");
 }

@@ -12,6 +12,7 @@ use crate::roles::{GlobalRole, KeyType};
 use crate::store::{Budget, KeyRecord};
 use crate::tenancy::{Directory, KeyEntry, ModelSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// What one verified token stands for; cached until the token expires.
 pub struct JwtGrant {
@@ -30,6 +31,10 @@ pub struct JwtGrant {
     pub end_user: Option<String>,
     /// Until when (ms since the epoch, clock skew included) the token is accepted.
     pub valid_until_ms: i64,
+    /// The token's user was found (or made) on a use of this token: if it is gone later, it
+    /// was deleted, and this token does not make it again (`user_id_upsert` creates a user on
+    /// a token's first use, not back after an administrator deleted it).
+    user_seen: AtomicBool,
 }
 
 impl std::fmt::Debug for JwtGrant {
@@ -96,7 +101,18 @@ impl JwtGrant {
             user_id: m.user_id,
             user_email: m.user_email,
             end_user: m.end_user,
+            user_seen: AtomicBool::new(false),
         }
+    }
+
+    /// Records that the token's user exists (see the field).
+    pub fn saw_user(&self) {
+        self.user_seen.store(true, Ordering::Release);
+    }
+
+    /// Whether the token's user existed on an earlier use.
+    pub fn user_was_seen(&self) -> bool {
+        self.user_seen.load(Ordering::Acquire)
     }
 
     /// The token's entry without a team.

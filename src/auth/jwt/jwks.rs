@@ -119,6 +119,8 @@ pub struct Source {
     fetched_ms: AtomicI64,
     tried_ms: AtomicI64,
     kid_refetch_ms: AtomicI64,
+    /// The document the keys in use were read from: the same answer again changes nothing.
+    body: std::sync::Mutex<Bytes>,
 }
 
 impl Source {
@@ -134,6 +136,7 @@ impl Source {
             fetched_ms: AtomicI64::new(now),
             tried_ms: AtomicI64::new(now),
             kid_refetch_ms: AtomicI64::new(0),
+            body: std::sync::Mutex::new(Bytes::new()),
         }
     }
 
@@ -149,6 +152,10 @@ pub struct Jwks {
     /// Tickets of refetch requests: a request takes one, the refresher serves all taken so far.
     asked: AtomicU64,
     served: watch::Sender<u64>,
+    /// Bumped whenever a fetched key set replaces a source's keys: a token verified under an
+    /// earlier generation is verified again, so a key the identity provider withdrew stops
+    /// verifying the tokens it signed at once, not when they expire.
+    generation: AtomicU64,
 }
 
 impl Jwks {
@@ -158,7 +165,13 @@ impl Jwks {
             wake: Notify::new(),
             asked: AtomicU64::new(0),
             served: watch::Sender::new(0),
+            generation: AtomicU64::new(0),
         }
+    }
+
+    /// The key sets' generation (see the field).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Asks the refresher for a refetch (it decides per source whether the rate limit allows
@@ -196,8 +209,8 @@ impl Jwks {
                 if kid_due {
                     s.kid_refetch_ms.store(now, Ordering::Relaxed);
                 }
-                if kid_due || (stale && may_retry) {
-                    fetch_one(&client, s, index).await;
+                if (kid_due || (stale && may_retry)) && fetch_one(&client, s, index).await {
+                    self.generation.fetch_add(1, Ordering::AcqRel);
                 }
             }
             self.served.send_replace(ticket);
@@ -205,21 +218,46 @@ impl Jwks {
     }
 }
 
-async fn fetch_one(client: &HttpClient, s: &Source, index: usize) {
+/// Fetches one source's key set; whether its keys changed.
+async fn fetch_one(client: &HttpClient, s: &Source, index: usize) -> bool {
     s.tried_ms.store(crate::types::now_ms(), Ordering::Relaxed);
-    match fetch(client, &s.url)
-        .await
-        .and_then(|body| parse_set(&body, index))
-    {
-        Ok(keys) => {
-            tracing::info!(url = %s.url, keys = keys.len(), "JWT signing keys fetched");
-            s.keys.store(Arc::new(keys));
+    let fetched = fetch(client, &s.url).await;
+    let parsed = fetched.and_then(|body| {
+        let keys = parse_set(&body, index).and_then(usable)?;
+        Ok((body, keys))
+    });
+    match parsed {
+        Ok((body, keys)) => {
+            let mut last = s
+                .body
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let changed = *last != body;
+            if changed {
+                tracing::info!(url = %s.url, keys = keys.len(), "JWT signing keys fetched");
+                s.keys.store(Arc::new(keys));
+                *last = body;
+            }
             s.fetched_ms
                 .store(crate::types::now_ms(), Ordering::Relaxed);
+            changed
         }
         // The previous keys stay in use: an identity provider's outage must not turn every
         // valid token away before its keys would have gone stale anyway.
-        Err(e) => tracing::warn!(url = %s.url, error = %e, "JWT signing keys could not be fetched"),
+        Err(e) => {
+            tracing::warn!(url = %s.url, error = %e, "JWT signing keys could not be fetched");
+            false
+        }
+    }
+}
+
+/// A key set with no key this gateway can verify with is what a broken endpoint answers (an
+/// empty list, keys of unknown types), not a rotation: it does not replace the keys in use.
+fn usable(keys: Vec<SigningKey>) -> Result<Vec<SigningKey>, String> {
+    if keys.is_empty() {
+        Err("the key set holds no usable signing key".into())
+    } else {
+        Ok(keys)
     }
 }
 

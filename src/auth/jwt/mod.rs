@@ -61,6 +61,10 @@ pub enum JwtError {
         "The user `{0}` named by the JWT does not exist (litellm_jwtauth.user_id_upsert creates users on first use)."
     )]
     UnknownUser(String),
+    #[error(
+        "The user `{0}` named by the JWT was deleted after this token was first used; the token no longer works."
+    )]
+    UserDeleted(String),
     #[error("The user named by the JWT could not be created; try again.")]
     ProvisionFailed,
     #[error("The team `{0}` named by the JWT does not exist.")]
@@ -90,7 +94,10 @@ impl JwtError {
 pub struct JwtAuth {
     settings: JwtSettings,
     jwks: Arc<Jwks>,
-    cache: DashMap<[u8; 32], Arc<JwtGrant>>,
+    /// Each grant with the key sets' generation it was verified under.
+    cache: DashMap<[u8; 32], (Arc<JwtGrant>, u64)>,
+    /// When the cache was last swept of expired tokens (ms since the epoch).
+    swept_ms: std::sync::atomic::AtomicI64,
 }
 
 impl JwtAuth {
@@ -105,6 +112,7 @@ impl JwtAuth {
             settings,
             jwks: Arc::new(Jwks::new(sources)),
             cache: DashMap::new(),
+            swept_ms: std::sync::atomic::AtomicI64::new(0),
         }
     }
 
@@ -122,6 +130,7 @@ impl JwtAuth {
             settings,
             jwks: Arc::new(Jwks::new(sources)),
             cache: DashMap::new(),
+            swept_ms: std::sync::atomic::AtomicI64::new(0),
         })
     }
 
@@ -135,24 +144,28 @@ impl JwtAuth {
         self.settings.claims.user_upsert
     }
 
-    /// A token verified before and not expired since.
+    /// A token verified before, not expired since, and verified with the keys in use now (a
+    /// key set that changed since — a key withdrawn — has it verified again).
     pub fn cached(&self, digest: &[u8; 32]) -> Option<Arc<JwtGrant>> {
-        let hit = self.cache.get(digest).map(|g| g.value().clone())?;
-        if hit.valid_until_ms > crate::types::now_ms() {
-            Some(hit)
-        } else {
+        let (hit, generation) = self.cache.get(digest).map(|g| g.value().clone())?;
+        if hit.valid_until_ms <= crate::types::now_ms() {
             self.cache.remove(digest);
-            None
+            return None;
         }
+        // Kept until verified again, which replaces it (or, failing, leaves it unused).
+        (generation == self.jwks.generation()).then_some(hit)
     }
 
     /// Verifies a token not in the cache. The only wait is for a key set refetch when the
     /// token names a key id nobody has (rate-limited per source).
     pub async fn verify(&self, token: &str, digest: &[u8; 32]) -> Result<Arc<JwtGrant>, JwtError> {
         let header = token::header(token)?;
+        // Read before the keys: a set replaced meanwhile makes the next use verify again.
+        let mut generation = self.jwks.generation();
         let found = match self.find(&header) {
             Err(JwtError::UnknownKeyId(_) | JwtError::NoKeys) => {
                 self.jwks.refetch().await;
+                generation = self.jwks.generation();
                 self.find(&header)
             }
             other => other,
@@ -176,17 +189,38 @@ impl JwtAuth {
         let claims = token::verify(token, header.alg, key, &expect)?;
         let mapped = claims::map(&self.settings.claims, &claims)?;
         let grant = Arc::new(JwtGrant::new(mapped, JWT_LEEWAY.as_millis() as i64));
-        self.remember(*digest, grant.clone());
+        // A token seen before keeps its grant: what it learnt about its user (see
+        // `JwtGrant::user_seen`) must survive a re-verification.
+        let grant = match self.cache.get(digest) {
+            Some(old) if old.0.subject == grant.subject => old.0.clone(),
+            _ => grant,
+        };
+        self.remember(*digest, grant.clone(), generation);
         Ok(grant)
     }
 
-    fn remember(&self, digest: [u8; 32], grant: Arc<JwtGrant>) {
+    fn remember(&self, digest: [u8; 32], grant: Arc<JwtGrant>, generation: u64) {
         if self.cache.len() >= MAX_CACHED {
+            // A sweep reads every entry: at most one a second, or a full cache of live tokens
+            // would make each new token's verification scan 100,000 entries.
             let now = crate::types::now_ms();
-            self.cache.retain(|_, g| g.valid_until_ms > now);
+            let last = self.swept_ms.load(std::sync::atomic::Ordering::Relaxed);
+            if now - last >= 1_000
+                && self
+                    .swept_ms
+                    .compare_exchange(
+                        last,
+                        now,
+                        std::sync::atomic::Ordering::Relaxed,
+                        std::sync::atomic::Ordering::Relaxed,
+                    )
+                    .is_ok()
+            {
+                self.cache.retain(|_, g| g.0.valid_until_ms > now);
+            }
         }
-        if self.cache.len() < MAX_CACHED {
-            self.cache.insert(digest, grant);
+        if self.cache.len() < MAX_CACHED || self.cache.contains_key(&digest) {
+            self.cache.insert(digest, (grant, generation));
         }
     }
 

@@ -141,7 +141,7 @@ pub fn verify(
     }
     v.set_required_spec_claims(&required);
     use jsonwebtoken::errors::ErrorKind as K;
-    jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &v)
+    let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &v)
         .map(|data| data.claims)
         .map_err(|e| match e.into_kind() {
             K::ExpiredSignature => JwtError::Expired,
@@ -156,7 +156,14 @@ pub fn verify(
                 JwtError::Malformed("its parts do not decode")
             }
             _ => JwtError::BadSignature,
-        })
+        })?;
+    // RFC 7519 §4.1.1: `iss` is one StringOrURI. jsonwebtoken also takes a list, and passes
+    // one that merely includes a trusted issuer — so one issuer's key could sign a token
+    // naming others too, and the subject (`<iss>|<sub>`) would lose its issuer.
+    if !expect.issuers.is_empty() && !claims.get("iss").is_some_and(Value::is_string) {
+        return Err(JwtError::BadClaim("iss".into()));
+    }
+    Ok(claims)
 }
 
 #[cfg(test)]
