@@ -36,6 +36,12 @@ pub struct Inner {
     pub audit_index: Option<Arc<crate::audit_index::AuditIndex>>,
     /// SCIM settings read at start-up.
     pub scim: crate::config::ScimSettings,
+    /// OIDC browser login (`None` when not configured).
+    pub oidc: Option<Arc<crate::auth::oidc::Oidc>>,
+    /// Browser sessions by cookie digest (empty without OIDC login).
+    pub sessions: Arc<crate::auth::session::Sessions>,
+    /// Identity headers from a trusted proxy (`None` when not enabled).
+    pub trusted_proxy: Option<Arc<crate::auth::proxy_headers::TrustedProxy>>,
     phase: AtomicU8,
 }
 
@@ -63,6 +69,9 @@ impl AppState {
         metrics: Arc<crate::metrics::Metrics>,
         audit_index: Option<Arc<crate::audit_index::AuditIndex>>,
         scim: crate::config::ScimSettings,
+        oidc: Option<Arc<crate::auth::oidc::Oidc>>,
+        sessions: Arc<crate::auth::session::Sessions>,
+        trusted_proxy: Option<Arc<crate::auth::proxy_headers::TrustedProxy>>,
     ) -> Self {
         AppState(Arc::new(Inner {
             auth,
@@ -76,8 +85,20 @@ impl AppState {
             admin_writes: std::sync::Mutex::new(()),
             audit_index,
             scim,
+            oidc,
+            sessions,
+            trusted_proxy,
             phase: AtomicU8::new(Phase::Starting as u8),
         }))
+    }
+
+    /// The URL browsers reach this gateway at (`sso.base_url`), when configured: what a
+    /// same-site request's `Origin` is.
+    pub fn base_url(&self) -> &str {
+        self.oidc
+            .as_ref()
+            .map(|o| o.settings.base_url.as_str())
+            .unwrap_or("")
     }
 
     /// The routing table in force (requests keep the one they started with).

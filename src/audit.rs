@@ -28,6 +28,12 @@ pub enum Actor {
         user_id: Option<String>,
         role: String,
     },
+    /// A browser login through the OIDC provider, by `oidc:<iss>|<sub>` (never a token), with
+    /// the user it signs in as once known. Appended last: earlier entries decode unchanged.
+    Sso {
+        subject: String,
+        user_id: Option<String>,
+    },
 }
 
 impl Actor {
@@ -36,6 +42,10 @@ impl Actor {
         match self {
             Actor::User { user_id, .. }
             | Actor::Jwt {
+                user_id: Some(user_id),
+                ..
+            }
+            | Actor::Sso {
                 user_id: Some(user_id),
                 ..
             } => user_id.clone(),
@@ -49,7 +59,7 @@ impl Actor {
             Actor::Key(hash) => Some(hash),
             Actor::User { key, .. } => key.as_deref(),
             Actor::Jwt { subject, .. } => Some(subject),
-            Actor::MasterKey | Actor::System | Actor::Scim(_) => None,
+            Actor::MasterKey | Actor::System | Actor::Scim(_) | Actor::Sso { .. } => None,
         }
     }
 
@@ -60,7 +70,7 @@ impl Actor {
             Actor::System => "system".to_string(),
             Actor::User { user_id, .. } => format!("user:{user_id}"),
             Actor::Scim(id) => format!("scim:{id}"),
-            Actor::Jwt { subject, .. } => subject.clone(),
+            Actor::Jwt { subject, .. } | Actor::Sso { subject, .. } => subject.clone(),
         }
     }
 
@@ -70,7 +80,11 @@ impl Actor {
             Actor::User { role, .. } => Some(role),
             Actor::Jwt { role, .. } if !role.is_empty() => Some(role),
             Actor::MasterKey => Some("proxy_admin"),
-            Actor::Key(_) | Actor::System | Actor::Scim(_) | Actor::Jwt { .. } => None,
+            Actor::Key(_)
+            | Actor::System
+            | Actor::Scim(_)
+            | Actor::Jwt { .. }
+            | Actor::Sso { .. } => None,
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod roles;
 pub mod router;
 pub mod scim;
 pub mod server;
+pub mod sso;
 pub mod store;
 pub mod tenancy;
 pub mod tls;

@@ -4,6 +4,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The SSO browser tests' tools (tests/oidc: npm oidc-provider and playwright-core, pinned by
+# its package-lock.json): installed when missing or older than the lock file, then self-tested
+# against a stand-in relying party so a broken tool is told apart from a broken gateway.
+oidc=tests/oidc
+if [ ! -f "$oidc/node_modules/.package-lock.json" ] \
+  || [ "$oidc/package-lock.json" -nt "$oidc/node_modules/.package-lock.json" ]; then
+  npm ci --prefix "$oidc" --no-audit --no-fund
+fi
+node --test "$oidc/selftest.mjs"
+
 # Every gateway log of the run is kept, then searched for secrets: no generated key
 # (`sk-` + 48 hex), not the tests' master key and no bearer JWT (`eyJ…` header and payload)
 # may ever be logged.

@@ -10,6 +10,7 @@ use crate::tenancy::KeyEntry;
 use crate::tenancy::access::{self, RouteClass};
 use crate::tenancy::scope::{Identity, Reach};
 use axum::extract::FromRequestParts;
+use http::Method;
 use http::request::Parts;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -133,6 +134,31 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        // A browser session, when no credential header is present (a header always wins).
+        if app.oidc.is_some()
+            && crate::auth::credential(&parts.headers).is_none()
+            && crate::auth::session::cookie_value(&parts.headers).is_some()
+        {
+            return session_caller(app, parts);
+        }
+        // A trusted proxy's identity headers, when no credential header is present. From any
+        // other peer they are ignored (and the request needs a key like any other).
+        if app.trusted_proxy.is_some()
+            && crate::auth::credential(&parts.headers).is_none()
+            && let Some((user, _)) =
+                crate::sso::proxy::proxy_user(app, &parts.headers, &parts.extensions).await?
+        {
+            // The proxy's sign-in rides on a cookie of its own: a write must come from this
+            // site (there is no CSRF token to check).
+            if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS)
+                && crate::sso::cross_site(&parts.headers, app.base_url())
+            {
+                return Err(ApiError::Forbidden(
+                    "Cross-site request refused (Origin).".into(),
+                ));
+            }
+            return user_caller(app, parts, user);
+        }
         let principal = super::jwt::authenticate(app, &parts.headers)
             .await
             .map_err(ApiError::Auth)?;
@@ -177,6 +203,42 @@ impl FromRequestParts<AppState> for Caller {
             jwt,
         })
     }
+}
+
+/// The caller a session cookie names: its user, governed as the user's own key would be (its
+/// role's route permissions included); a write must pass the CSRF checks.
+fn session_caller(app: &AppState, parts: &Parts) -> Result<Caller, ApiError> {
+    let (session, user) = crate::sso::resolve(app, &parts.headers)?;
+    crate::sso::check_csrf(app, &parts.method, &parts.headers, &session, None)?;
+    user_caller(app, parts, user)
+}
+
+/// A signed-in person (session or trusted proxy) acting as themselves, with no key: their
+/// role's route permissions apply.
+fn user_caller(
+    app: &AppState,
+    parts: &Parts,
+    user: Arc<crate::tenancy::UserEntry>,
+) -> Result<Caller, ApiError> {
+    let class = access::classify(&parts.method, parts.uri.path());
+    let path = parts.uri.path();
+    let role = user.record.user_role;
+    if let Some(routes) = app.directory.role_routes(role)
+        && !routes.iter().any(|e| access::route_matches(e, class, path))
+    {
+        return Err(ApiError::Forbidden(format!(
+            "role_permissions for {role} do not include this route"
+        )));
+    }
+    Ok(Caller {
+        identity: Identity::User {
+            user,
+            key: None,
+            role: None,
+        },
+        origin: crate::sso::origin_of(&parts.headers, &parts.extensions),
+        jwt: None,
+    })
 }
 
 /// A key's (or a JWT's entry's) identity, refused if its user is deactivated or the route is

@@ -21,6 +21,8 @@ pub struct Effects {
     pub removed_orgs: Vec<String>,
     pub customers: Vec<CustomerRecord>,
     pub removed_customers: Vec<String>,
+    /// Browser sessions deleted in the transaction (cookie digests), forgotten after it.
+    pub removed_sessions: Vec<String>,
 }
 
 pub async fn commit<T: Send + 'static>(
@@ -28,10 +30,18 @@ pub async fn commit<T: Send + 'static>(
     caller: &Caller,
     f: impl FnOnce(&mut Tx, &mut Effects) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
+    commit_as(app, caller.actor(), caller.origin.clone(), f).await
+}
+
+/// [`commit`] for a write no management caller makes (a browser login provisioning its user).
+pub async fn commit_as<T: Send + 'static>(
+    app: &AppState,
+    actor: crate::audit::Actor,
+    origin: crate::audit::Origin,
+    f: impl FnOnce(&mut Tx, &mut Effects) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
     let app = app.clone();
-    let actor = caller.actor();
-    let origin = caller.origin.clone();
-    let request_id = caller.origin.request_id.clone();
+    let request_id = origin.request_id.clone();
     tokio::task::spawn_blocking(move || {
         let _order = app
             .admin_writes
@@ -39,7 +49,11 @@ pub async fn commit<T: Send + 'static>(
             // The lock guards ordering, not data: a panic elsewhere leaves nothing to repair.
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut effects = Effects::default();
-        let out = app.store.write(&actor, &origin, |tx| f(tx, &mut effects))?;
+        let out = app.store.write(&actor, &origin, |tx| {
+            let out = f(tx, &mut effects)?;
+            revoke_sessions(&app, tx, &mut effects)?;
+            Ok::<_, ApiError>(out)
+        })?;
         apply(&app, effects);
         Ok(out)
     })
@@ -50,7 +64,34 @@ pub async fn commit<T: Send + 'static>(
     })?
 }
 
+/// A user deactivated (blocked, SCIM `active: false`) or deleted in this transaction loses its
+/// browser sessions in the same transaction, each with its audit entry.
+fn revoke_sessions(app: &AppState, tx: &mut Tx, fx: &mut Effects) -> Result<(), ApiError> {
+    if app.sessions.is_empty() {
+        return Ok(());
+    }
+    let gone: Vec<String> = fx
+        .users
+        .iter()
+        .filter(|u| u.disabled())
+        .map(|u| u.user_id.clone())
+        .chain(fx.removed_users.iter().cloned())
+        .collect();
+    for user in gone {
+        for digest in app.sessions.of_user(&user) {
+            if let Some(s) = tx.delete_session(&digest)? {
+                tx.audit(crate::sso::session_change("revoked", &s));
+            }
+            fx.removed_sessions.push(digest);
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn apply(app: &AppState, e: Effects) {
+    for d in &e.removed_sessions {
+        app.sessions.remove(d);
+    }
     let dir = &app.directory;
     // Objects first, then keys: a key's entry is compiled against its current owners.
     for u in e.users {

@@ -5,7 +5,10 @@
 
 pub mod jwt;
 mod keys;
+pub mod oidc;
 pub mod password;
+pub mod proxy_headers;
+pub mod session;
 
 pub use jwt::{JwtAuth, JwtError, JwtGrant};
 pub use keys::{KeyCache, generate_key, hash_key, mask_key};
@@ -58,6 +61,12 @@ pub enum AuthError {
     Blocked,
     #[error("{0}")]
     Jwt(JwtError),
+    /// A browser session cookie that is unknown, expired, idle too long or revoked.
+    #[error("The session has ended (expired, signed out or revoked); sign in again at /sso/login.")]
+    Session,
+    /// Identity headers from a trusted proxy that name no one clearly.
+    #[error("The identity headers from the trusted proxy are unusable: {0}.")]
+    ProxyHeaders(&'static str),
 }
 
 impl AuthError {
@@ -68,6 +77,8 @@ impl AuthError {
             AuthError::Expired => "expired_api_key",
             AuthError::Blocked => "blocked_api_key",
             AuthError::Jwt(e) => e.code(),
+            AuthError::Session => "invalid_session",
+            AuthError::ProxyHeaders(_) => "invalid_proxy_identity",
         }
     }
 

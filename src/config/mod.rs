@@ -6,7 +6,9 @@
 //! caller hands in.
 
 mod jwt;
+mod proxy;
 mod raw;
+mod sso;
 mod validate;
 
 use crate::types::Secret;
@@ -14,6 +16,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 pub use jwt::{JWT_LEEWAY, JwtClaims, JwtRole, JwtSettings};
+pub use proxy::{Cidr, ProxyHeaders, ProxySettings};
+pub use sso::{GroupMapping, SsoSettings, UiAccessMode, url_problem as secure_url_problem};
 pub use validate::default_config_yaml;
 
 /// One problem in a config file, located by its YAML path (`model_list[0].litellm_params.rpm`).
@@ -146,6 +150,12 @@ pub struct Config {
     pub metrics_auth: Option<MetricsAuth>,
     /// JWT auth on the API (`enable_jwt_auth`); `None` when off.
     pub jwt: Option<JwtSettings>,
+    /// OIDC browser login (`general_settings.sso`, LiteLLM's SSO variables); `None` when off.
+    pub sso: Option<SsoSettings>,
+    /// Identity headers from a trusted proxy (`enable_oauth2_proxy_auth`); `None` when off.
+    pub trusted_proxy: Option<ProxySettings>,
+    /// Who may open the UI (`ui_access_mode`), whichever way they signed in.
+    pub ui_access_mode: UiAccessMode,
 }
 
 /// SCIM behaviour chosen in `general_settings`.

@@ -101,6 +101,18 @@ pub struct RawGeneralSettings {
     pub enable_jwt_auth: Option<bool>,
     /// How a verified token's claims name its user, teams, organisation and role.
     pub litellm_jwtauth: Option<super::jwt::RawJwtAuth>,
+    /// OIDC browser login.
+    pub sso: Option<super::sso::RawSso>,
+    /// Who may sign in to the UI: `all`, `admin_only` or `{type: group, group: <name>}`.
+    pub ui_access_mode: Option<serde_json::Value>,
+    /// LiteLLM's switch for identity headers from an authenticating proxy.
+    pub enable_oauth2_proxy_auth: Option<bool>,
+    /// LiteLLM's: which header holds the user id, email (and, ours, the groups).
+    pub oauth2_config_mappings: Option<BTreeMap<String, String>>,
+    /// The peers (CIDR ranges) whose identity headers count.
+    pub trusted_proxy_ranges: Option<serde_json::Value>,
+    /// What the proxy's groups give: default role, role and team mappings, email domains.
+    pub trusted_proxy_mappings: Option<super::sso::RawGroupMapping>,
 }
 
 #[derive(Debug, Default, Deserialize)]

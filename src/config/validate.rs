@@ -573,6 +573,24 @@ fn validate(raw: RawConfig, mut warnings: Vec<Problem>, env: &HashMap<String, St
         &mut errors,
         &mut warnings,
     );
+    let access = super::sso::ui_access_mode(g.ui_access_mode, &mut errors);
+    let trusted_proxy = super::proxy::settings(
+        g.enable_oauth2_proxy_auth,
+        g.trusted_proxy_ranges,
+        g.oauth2_config_mappings,
+        g.trusted_proxy_mappings,
+        env,
+        &mut errors,
+        &mut warnings,
+    );
+    let sso = super::sso::settings(
+        g.sso,
+        access.clone(),
+        trusted_proxy.is_some(),
+        env,
+        &mut errors,
+        &mut warnings,
+    );
 
     if !errors.is_empty() {
         return Err(errors);
@@ -580,6 +598,9 @@ fn validate(raw: RawConfig, mut warnings: Vec<Problem>, env: &HashMap<String, St
     Ok((
         Config {
             jwt,
+            sso,
+            trusted_proxy,
+            ui_access_mode: access,
             scim_group_roles,
             scim_managed_objects_editable: g.scim_managed_objects_editable.unwrap_or(true),
             metrics_auth,

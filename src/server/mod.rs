@@ -56,6 +56,7 @@ pub fn build_app(state: AppState) -> axum::Router {
     crate::gateway::routes()
         .merge(api::routes())
         .merge(crate::scim::routes())
+        .merge(crate::sso::routes())
         .merge(health::routes())
         .fallback(health::not_found)
         .method_not_allowed_fallback(health::method_not_allowed)
@@ -77,7 +78,8 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServerError> {
             let keys = store.all_keys()?;
             let tenancy = store.tenancy_snapshot()?;
             let counters = store.load_counters()?;
-            Ok::<_, crate::store::StoreError>((store, (keys, tenancy, counters)))
+            let sessions = store.all_sessions()?;
+            Ok::<_, crate::store::StoreError>((store, (keys, tenancy, counters, sessions)))
         })
         .await;
         match loaded {
@@ -90,7 +92,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServerError> {
             }
         }
     };
-    let (stored_keys, tenancy, counters) = stored;
+    let (stored_keys, tenancy, counters, stored_sessions) = stored;
     let mut router = Router::new(&config);
     let metrics = Arc::new(crate::metrics::Metrics::new(
         &crate::gateway::LLM_ROUTES,
@@ -139,6 +141,25 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServerError> {
     let jwt_refresher = jwt
         .as_ref()
         .map(|j| tokio::spawn(j.refresher(client.clone())));
+    // OIDC browser login: one task discovers the provider and keeps its key set fresh.
+    let serves_tls = opts.tls.is_some() || config.tls.is_some();
+    let oidc = config
+        .sso
+        .clone()
+        .map(|s| Arc::new(crate::auth::oidc::Oidc::new(s, serves_tls)));
+    let oidc_task = oidc
+        .as_ref()
+        .map(|o| tokio::spawn(o.clone().run(client.clone())));
+    let sessions = Arc::new(crate::auth::session::Sessions::default());
+    let now = crate::types::now_ms();
+    let mut ended_sessions = Vec::new();
+    for (digest, record) in stored_sessions {
+        if oidc.is_some() && record.expires_at_ms > now {
+            sessions.insert(digest, record);
+        } else {
+            ended_sessions.push(digest);
+        }
+    }
     tracing::info!(
         config = %config_path.display(),
         data = %store_path.display(),
@@ -182,7 +203,35 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServerError> {
             group_roles: config.scim_group_roles.clone(),
             managed_editable: config.scim_managed_objects_editable,
         },
+        oidc,
+        sessions,
+        config.trusted_proxy.clone().map(|p| {
+            Arc::new(crate::auth::proxy_headers::TrustedProxy::new(
+                p,
+                config.ui_access_mode.clone(),
+            ))
+        }),
     );
+    // Sessions that ended while the server was down (or with SSO switched off) are deleted.
+    if !ended_sessions.is_empty() {
+        let done = crate::api::write::commit_as(
+            &state,
+            crate::audit::Actor::System,
+            crate::audit::Origin::default(),
+            move |tx, _| {
+                for d in ended_sessions {
+                    if let Some(rec) = tx.delete_session(&d)? {
+                        tx.audit(crate::sso::session_change("expired", &rec));
+                    }
+                }
+                Ok(())
+            },
+        )
+        .await;
+        if let Err(e) = done {
+            tracing::error!(error = %e, "ended sessions could not be deleted");
+        }
+    }
     // Roles SCIM granted follow the group-role settings now in force (a mapping removed from
     // the config takes its roles back) before the first request is served.
     let reconciling = state.clone();
@@ -216,6 +265,9 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServerError> {
     .await;
     if let Some(r) = jwt_refresher {
         r.abort();
+    }
+    if let Some(t) = oidc_task {
+        t.abort();
     }
     // After the drain: the last requests' spend is written before the process ends.
     let _ = flush_stop.send(true);

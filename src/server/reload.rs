@@ -112,6 +112,15 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
         old.jwt != new.jwt,
         "general_settings.enable_jwt_auth / litellm_jwtauth / JWT_*",
     );
+    check(
+        old.sso != new.sso || old.ui_access_mode != new.ui_access_mode,
+        "general_settings.sso / ui_access_mode / GENERIC_* / MICROSOFT_* / GOOGLE_* / PROXY_BASE_URL",
+    );
+    check(
+        old.trusted_proxy != new.trusted_proxy,
+        "general_settings.enable_oauth2_proxy_auth / oauth2_config_mappings / \
+         trusted_proxy_ranges / trusted_proxy_mappings",
+    );
     out
 }
 

@@ -15,6 +15,7 @@ pub mod keys;
 mod legacy;
 mod migrate;
 mod records;
+pub mod sso;
 mod tables;
 pub mod tenancy;
 pub mod usage;

@@ -56,6 +56,13 @@ pub const SPEND_COUNTERS: TableDefinition<&str, &[u8]> = TableDefinition::new("s
 /// (start time ms, sequence) → encoded spend log row, so a time range is a range scan.
 pub const SPEND_LOGS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("spend_logs_v1");
 
+/// sha256 hex of a browser session's cookie → encoded `SessionRecord` (OIDC login). The cookie
+/// itself is never stored.
+pub const SSO_SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sso_sessions_v1");
+/// `<issuer>\n<subject>` → encoded `SsoIdentity`: which user an identity-provider account is,
+/// and what its group mappings granted.
+pub const SSO_IDENTITIES: TableDefinition<&str, &[u8]> = TableDefinition::new("sso_identities_v1");
+
 /// Creates every current table, so readers never meet a missing one.
 pub fn create_all(txn: &redb::WriteTransaction) -> Result<(), redb::TableError> {
     txn.open_table(KEYS_V2)?;
@@ -73,5 +80,7 @@ pub fn create_all(txn: &redb::WriteTransaction) -> Result<(), redb::TableError> 
     txn.open_table(CUSTOMERS)?;
     txn.open_table(SPEND_COUNTERS)?;
     txn.open_table(SPEND_LOGS)?;
+    txn.open_table(SSO_SESSIONS)?;
+    txn.open_table(SSO_IDENTITIES)?;
     Ok(())
 }

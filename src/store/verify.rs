@@ -615,6 +615,8 @@ fn check_contents(txn: &ReadTransaction, shown_as: &Path) -> Result<FileReport, 
         tables::CUSTOMERS.name(),
         tables::SPEND_COUNTERS.name(),
         tables::SPEND_LOGS.name(),
+        tables::SSO_SESSIONS.name(),
+        tables::SSO_IDENTITIES.name(),
     ];
     for name in names.iter().filter(|n| !known.contains(&n.as_str())) {
         f.notes.push(format!(

@@ -5,7 +5,7 @@
 //! Every fetch runs on one task (the refresher), so the request path only reads the current
 //! sets (an `ArcSwap` load) and, for an unknown key id, waits for the refresher's next round.
 
-use super::token;
+use super::{JwtError, token};
 use crate::providers::HttpClient;
 use arc_swap::ArcSwap;
 use base64::Engine;
@@ -172,6 +172,57 @@ impl Jwks {
     /// The key sets' generation (see the field).
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
+    }
+
+    /// The key that signed a token, refetching the sets once (rate-limited, see
+    /// [`Jwks::run`]) when no source has its key id; with the generation the key was read at
+    /// (read before the keys: a set replaced meanwhile makes a cached result verify again).
+    pub async fn key_for(
+        &self,
+        header: &token::Header,
+    ) -> Result<(Arc<Vec<SigningKey>>, usize, u64), JwtError> {
+        let generation = self.generation();
+        match self.find(header) {
+            Err(JwtError::UnknownKeyId(_) | JwtError::NoKeys) => {
+                self.refetch().await;
+                let generation = self.generation();
+                let (set, i) = self.find(header)?;
+                Ok((set, i, generation))
+            }
+            Ok((set, i)) => Ok((set, i, generation)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The key that signed a token: by key id across every source, or — for a token without
+    /// one — the only key that fits its algorithm.
+    pub fn find(&self, h: &token::Header) -> Result<(Arc<Vec<SigningKey>>, usize), JwtError> {
+        let sets: Vec<Arc<Vec<SigningKey>>> = self.sources.iter().map(|s| s.keys()).collect();
+        if sets.iter().all(|s| s.is_empty()) {
+            return Err(JwtError::NoKeys);
+        }
+        match &h.kid {
+            Some(kid) => sets
+                .into_iter()
+                .find_map(|set| {
+                    let i = set.iter().position(|k| k.kid.as_deref() == Some(kid))?;
+                    Some((set, i))
+                })
+                .ok_or_else(|| JwtError::UnknownKeyId(kid.clone())),
+            None => {
+                let mut fitting = sets.into_iter().flat_map(|set| {
+                    let idx: Vec<usize> = (0..set.len())
+                        .filter(|&i| token::fits(set[i].kind, h.alg))
+                        .collect();
+                    idx.into_iter().map(move |i| (set.clone(), i))
+                });
+                match (fitting.next(), fitting.next()) {
+                    (Some(one), None) => Ok(one),
+                    (None, _) => Err(JwtError::UnknownKeyId("(none)".into())),
+                    _ => Err(JwtError::AmbiguousKey),
+                }
+            }
+        }
     }
 
     /// Asks the refresher for a refetch (it decides per source whether the rate limit allows

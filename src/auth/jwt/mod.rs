@@ -6,6 +6,7 @@
 
 mod claims;
 mod grant;
+pub mod id_token;
 mod jwks;
 mod token;
 
@@ -14,8 +15,9 @@ pub use token::looks_like_jwt;
 
 use crate::config::{JWT_LEEWAY, JwtSettings};
 use crate::providers::HttpClient;
+pub use claims::lookup as claim_at;
 use dashmap::DashMap;
-use jwks::{Jwks, SigningKey, Source};
+pub use jwks::{Jwks, SigningKey, Source};
 use std::sync::Arc;
 
 /// Validated tokens kept at most; past it expired ones are swept, and if none were, new
@@ -160,17 +162,7 @@ impl JwtAuth {
     /// token names a key id nobody has (rate-limited per source).
     pub async fn verify(&self, token: &str, digest: &[u8; 32]) -> Result<Arc<JwtGrant>, JwtError> {
         let header = token::header(token)?;
-        // Read before the keys: a set replaced meanwhile makes the next use verify again.
-        let mut generation = self.jwks.generation();
-        let found = match self.find(&header) {
-            Err(JwtError::UnknownKeyId(_) | JwtError::NoKeys) => {
-                self.jwks.refetch().await;
-                generation = self.jwks.generation();
-                self.find(&header)
-            }
-            other => other,
-        };
-        let (set, i) = found?;
+        let (set, i, generation) = self.jwks.key_for(&header).await?;
         let key: &SigningKey = &set[i];
         let issuers = if self.settings.paired {
             self.settings
@@ -221,37 +213,6 @@ impl JwtAuth {
         }
         if self.cache.len() < MAX_CACHED || self.cache.contains_key(&digest) {
             self.cache.insert(digest, (grant, generation));
-        }
-    }
-
-    /// The key that signed a token: by key id across every source, or — for a token without
-    /// one — the only key that fits its algorithm.
-    fn find(&self, h: &token::Header) -> Result<(Arc<Vec<SigningKey>>, usize), JwtError> {
-        let sets: Vec<Arc<Vec<SigningKey>>> = self.jwks.sources.iter().map(|s| s.keys()).collect();
-        if sets.iter().all(|s| s.is_empty()) {
-            return Err(JwtError::NoKeys);
-        }
-        match &h.kid {
-            Some(kid) => sets
-                .into_iter()
-                .find_map(|set| {
-                    let i = set.iter().position(|k| k.kid.as_deref() == Some(kid))?;
-                    Some((set, i))
-                })
-                .ok_or_else(|| JwtError::UnknownKeyId(kid.clone())),
-            None => {
-                let mut fitting = sets.into_iter().flat_map(|set| {
-                    let idx: Vec<usize> = (0..set.len())
-                        .filter(|&i| token::fits(set[i].kind, h.alg))
-                        .collect();
-                    idx.into_iter().map(move |i| (set.clone(), i))
-                });
-                match (fitting.next(), fitting.next()) {
-                    (Some(one), None) => Ok(one),
-                    (None, _) => Err(JwtError::UnknownKeyId("(none)".into())),
-                    _ => Err(JwtError::AmbiguousKey),
-                }
-            }
         }
     }
 }
