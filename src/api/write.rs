@@ -23,6 +23,10 @@ pub struct Effects {
     pub removed_customers: Vec<String>,
     /// Browser sessions deleted in the transaction (cookie digests), forgotten after it.
     pub removed_sessions: Vec<String>,
+    /// Browser sessions opened in the transaction (cookie digest, record): in memory under
+    /// the same lock as the commit, so a later transaction blocking or deleting their user
+    /// finds and ends them.
+    pub sessions: Vec<(String, crate::store::sso::SessionRecord)>,
 }
 
 pub async fn commit<T: Send + 'static>(
@@ -89,6 +93,9 @@ fn revoke_sessions(app: &AppState, tx: &mut Tx, fx: &mut Effects) -> Result<(), 
 }
 
 pub(crate) fn apply(app: &AppState, e: Effects) {
+    for (d, s) in e.sessions {
+        app.sessions.insert(d, s);
+    }
     for d in &e.removed_sessions {
         app.sessions.remove(d);
     }

@@ -39,8 +39,10 @@ pub enum OidcError {
     BadState,
     #[error("This login took too long. Start again.")]
     Expired,
-    #[error("Too many logins are in progress; try again shortly.")]
-    Busy,
+    #[error(
+        "This login was started in another browser (or this browser's cookies were cleared). Start again here."
+    )]
+    OtherBrowser,
     #[error("The identity provider cannot be reached: {0}")]
     Unavailable(String),
     #[error("The identity provider refused the login: {0}")]
@@ -63,6 +65,10 @@ pub struct Provider {
 
 /// A login between its start and its callback.
 struct Pending {
+    /// sha256 of the browser's login cookie (`portcullis_login`): only the browser that
+    /// started the login may finish it (RFC 6749 §10.12), so a callback URL made by someone
+    /// else's login cannot sign this browser in as them.
+    binding: String,
     nonce: String,
     verifier: String,
     return_to: String,
@@ -155,8 +161,11 @@ impl Oidc {
     }
 
     /// Uses up a login's state without finishing it (the provider answered with an error).
-    pub fn abandon(&self, state: &str) -> bool {
-        self.pending.remove(state).is_some()
+    /// False when the state is unknown or another browser started that login.
+    pub fn abandon(&self, state: &str, binding: Option<&str>) -> bool {
+        self.pending
+            .remove(state)
+            .is_some_and(|(_, l)| bound(&l, binding))
     }
 
     /// Fetches the discovery document until it answers, then keeps the key set fresh. Runs
@@ -204,18 +213,32 @@ impl Oidc {
     /// Starts a login: the authorization URL to send the browser to.
     /// `reauthenticate`: ask the provider to sign the person in again (`prompt=login`) rather
     /// than reuse its own session — after a sign-out here.
+    /// `binding`: the value of the browser's login cookie, which its callback must carry.
     pub async fn begin(
         &self,
         return_to: String,
         reauthenticate: bool,
+        binding: &str,
     ) -> Result<String, OidcError> {
         let p = self.provider().await?;
         let now = crate::types::now_ms();
         if self.pending.len() >= MAX_PENDING {
             self.pending
                 .retain(|_, l| now - l.created_ms < PENDING_TTL_MS);
-            if self.pending.len() >= MAX_PENDING {
-                return Err(OidcError::Busy);
+            // Still full (a flood of starts): the oldest gives way. Refusing new logins
+            // instead would let anyone lock everybody out with a few requests a second.
+            while self.pending.len() >= MAX_PENDING {
+                let oldest = self
+                    .pending
+                    .iter()
+                    .min_by_key(|l| l.created_ms)
+                    .map(|l| l.key().clone());
+                match oldest {
+                    Some(k) => {
+                        self.pending.remove(&k);
+                    }
+                    None => break,
+                }
             }
         }
         let (state, nonce, verifier) = (random_token(), random_token(), random_token());
@@ -240,6 +263,7 @@ impl Oidc {
         self.pending.insert(
             state,
             Pending {
+                binding: binding_digest(binding),
                 nonce,
                 verifier,
                 return_to,
@@ -261,14 +285,19 @@ impl Oidc {
 
     /// Finishes a login: the state is used up (whatever happens next), the code exchanged
     /// with the PKCE verifier, the ID token verified.
+    /// `binding`: the browser's login cookie; another browser's state is refused (and used up).
     pub async fn finish(
         &self,
         client: &HttpClient,
         state: Option<&str>,
         code: Option<&str>,
+        binding: Option<&str>,
     ) -> Result<Verified, OidcError> {
         let state = state.filter(|s| !s.is_empty()).ok_or(OidcError::BadState)?;
         let (_, login) = self.pending.remove(state).ok_or(OidcError::BadState)?;
+        if !bound(&login, binding) {
+            return Err(OidcError::OtherBrowser);
+        }
         if crate::types::now_ms() - login.created_ms >= PENDING_TTL_MS {
             return Err(OidcError::Expired);
         }
@@ -411,6 +440,20 @@ impl Oidc {
     }
 }
 
+fn binding_digest(binding: &str) -> String {
+    hex::encode(Sha256::digest(binding.as_bytes()))
+}
+
+/// Whether a callback's login cookie is the one its login was started with.
+fn bound(login: &Pending, binding: Option<&str>) -> bool {
+    binding.is_some_and(|b| {
+        bool::from(subtle::ConstantTimeEq::ct_eq(
+            binding_digest(b).as_bytes(),
+            login.binding.as_bytes(),
+        ))
+    })
+}
+
 /// `application/x-www-form-urlencoded` text of `pairs`.
 fn form(pairs: &[(&str, &str)]) -> String {
     let mut f = form_urlencoded::Serializer::new(String::new());
@@ -501,7 +544,9 @@ async fn discover(
             .transpose()?,
     };
     let provider = Provider {
-        issuer: Some(issuer.to_string()),
+        // The document's own spelling: ID tokens name exactly it (OpenID Connect Discovery
+        // §4.3), and some providers (Auth0) end it with a `/` the configuration may omit.
+        issuer: Some(found.to_string()),
         authorization_endpoint: match &s.authorization_endpoint {
             Some(a) => a.clone(),
             None => field("authorization_endpoint")?,

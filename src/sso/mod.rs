@@ -37,6 +37,10 @@ const MAX_FORM_BYTES: usize = 16 * 1024;
 /// Set by a sign-out: the next login asks the provider to authenticate again (`prompt=login`),
 /// so signing out is not undone at once by the provider's own session.
 const SIGNED_OUT: &str = "portcullis_signed_out";
+/// Binds a login to the browser that started it: set by `/sso/login`, required by
+/// `/sso/callback` (RFC 6749 §10.12). Without it, anyone could send a victim the callback URL
+/// of a login of their own and sign the victim's browser in as themselves.
+const LOGIN_COOKIE: &str = "portcullis_login";
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -97,17 +101,39 @@ fn marker(oidc: &Oidc, max_age_secs: u64) -> Option<HeaderValue> {
     .ok()
 }
 
-fn signed_out(headers: &HeaderMap) -> bool {
+/// The value of the first cookie called `name`.
+fn cookie_named<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .any(|p| {
-            p.trim()
-                .split_once('=')
-                .is_some_and(|(n, _)| n == SIGNED_OUT)
-        })
+        .filter_map(|p| p.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.trim())
+}
+
+fn signed_out(headers: &HeaderMap) -> bool {
+    cookie_named(headers, SIGNED_OUT).is_some()
+}
+
+/// The browser's login cookie, when it is one this gateway could have made (43 base64url
+/// characters); anything else is replaced.
+fn login_binding(headers: &HeaderMap) -> Option<&str> {
+    cookie_named(headers, LOGIN_COOKIE).filter(|v| {
+        v.len() == 43
+            && v.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+    })
+}
+
+fn login_cookie(oidc: &Oidc, value: &str) -> Option<HeaderValue> {
+    let secure = if oidc.secure_cookie { "; Secure" } else { "" };
+    let max_age = crate::auth::oidc::PENDING_TTL_MS / 1000;
+    HeaderValue::from_str(&format!(
+        "{LOGIN_COOKIE}={value}; Path=/sso; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
+    ))
+    .ok()
 }
 
 fn not_configured() -> Response {
@@ -227,9 +253,16 @@ async fn login(State(app): State<AppState>, req: Request) -> Response {
     let q = query(req.uri());
     let to = return_to::sanitize(q.get("return_to").map(String::as_str));
     let signed_out = signed_out(req.headers());
-    match oidc.begin(to, signed_out).await {
+    // One binding per browser (several tabs may be signing in at once), kept while it lives.
+    let binding = login_binding(req.headers())
+        .map(str::to_string)
+        .unwrap_or_else(crate::auth::oidc::random_token);
+    match oidc.begin(to, signed_out, &binding).await {
         Ok(url) => {
             let mut resp = redirect(&url);
+            if let Some(c) = login_cookie(&oidc, &binding) {
+                resp.headers_mut().append(header::SET_COOKIE, c);
+            }
             if signed_out && let Some(c) = marker(&oidc, 0) {
                 resp.headers_mut().append(header::SET_COOKIE, c);
             }
@@ -241,8 +274,9 @@ async fn login(State(app): State<AppState>, req: Request) -> Response {
 
 fn failure_page(e: &OidcError) -> Response {
     let status = match e {
-        OidcError::BadState | OidcError::Expired => StatusCode::BAD_REQUEST,
-        OidcError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+        OidcError::BadState | OidcError::Expired | OidcError::OtherBrowser => {
+            StatusCode::BAD_REQUEST
+        }
         OidcError::Unavailable(_) => StatusCode::BAD_GATEWAY,
         OidcError::Refused(_) | OidcError::Token(_) => StatusCode::UNAUTHORIZED,
     };
@@ -288,13 +322,14 @@ async fn callback(State(app): State<AppState>, req: Request) -> Response {
     let q = query(req.uri());
     let origin = origin_of(req.headers(), req.extensions());
     let state = q.get("state").map(String::as_str);
+    let binding = login_binding(req.headers());
     if let Some(err) = q.get("error") {
         let err: String = err
             .chars()
             .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
             .take(64)
             .collect();
-        if !state.is_some_and(|s| oidc.abandon(s)) {
+        if !state.is_some_and(|s| oidc.abandon(s, binding)) {
             return failure_page(&OidcError::BadState);
         }
         audit_failure(&app, &oidc, origin, "provider_error", err.clone()).await;
@@ -304,7 +339,12 @@ async fn callback(State(app): State<AppState>, req: Request) -> Response {
         );
     }
     let verified = match oidc
-        .finish(&app.upstream, state, q.get("code").map(String::as_str))
+        .finish(
+            &app.upstream,
+            state,
+            q.get("code").map(String::as_str),
+            binding,
+        )
         .await
     {
         Ok(v) => v,
@@ -329,8 +369,8 @@ async fn callback(State(app): State<AppState>, req: Request) -> Response {
             session,
         }) => {
             let ttl = oidc.settings.session_ttl.as_secs();
+            // The session is already in memory (put there with the commit).
             let user = session.user_id.clone();
-            app.sessions.insert(session::digest(&value), session);
             tracing::info!(user = %user, "signed in with SSO");
             let mut resp = redirect(&return_to);
             if let Some(c) = cookie(&oidc, &value, ttl) {
@@ -434,6 +474,14 @@ async fn logout(State(app): State<AppState>, req: Request) -> Response {
         return not_configured();
     };
     let (parts, body) = req.into_parts();
+    // Refused before anything, so another site cannot even clear the cookies (a forced
+    // sign-out in the browser, and `prompt=login` on the next login).
+    if cross_site(&parts.headers, app.base_url()) {
+        return pages::error(
+            StatusCode::FORBIDDEN,
+            "Cross-site request refused (Origin).",
+        );
+    }
     let form = match axum::body::to_bytes(body, MAX_FORM_BYTES).await {
         Ok(b) => b,
         Err(_) => return pages::error(StatusCode::PAYLOAD_TOO_LARGE, "The form is too large."),

@@ -253,6 +253,16 @@ pub fn access_allowed(mode: &UiAccessMode, role: GlobalRole, groups: &[String]) 
     }
 }
 
+/// The longest user id a sign-in may create, as for ids given to the API.
+const MAX_ID: usize = 256;
+
+/// Whether a sign-in may create a user of this id: the rule ids given to the API follow
+/// (`api::fields::check_id`): 1 to 256 bytes, no control characters — ids end up in logs,
+/// URLs and audit entries.
+fn valid_user_id(id: &str) -> bool {
+    !id.trim().is_empty() && id.len() <= MAX_ID && !id.chars().any(char::is_control)
+}
+
 /// The issuer half of a trusted proxy's identity links (the subject is the user id it sends).
 pub const PROXY_ISSUER: &str = "trusted-proxy";
 
@@ -387,7 +397,9 @@ fn login_tx(
     who: &str,
 ) -> Result<Outcome, ApiError> {
     let m = via.mapping();
-    let detail = json!({"user_id": p.user_id, "email": p.email});
+    // What the provider sent, cut short: a refusal's audit entry is no place for megabytes.
+    let short = |v: &str| v.chars().take(MAX_ID).collect::<String>();
+    let detail = json!({"user_id": short(&p.user_id), "email": p.email.as_deref().map(short)});
     // With domains restricted, an address the provider says it has not verified proves nothing.
     let unverified = match via {
         Via::Oidc(_, v) => v.claims.get("email_verified") == Some(&Value::Bool(false)),
@@ -413,6 +425,16 @@ fn login_tx(
             return refused(tx, who, StatusCode::FORBIDDEN, reason, message, detail);
         }
     };
+    if existing.is_none() && !valid_user_id(&p.user_id) {
+        return refused(
+            tx,
+            who,
+            StatusCode::FORBIDDEN,
+            "invalid_user_id",
+            "The identity provider's user id cannot be used here (empty, longer than 256 bytes or with control characters). Ask an administrator.",
+            detail,
+        );
+    }
     if let Some(u) = &existing
         && u.disabled()
     {
@@ -535,7 +557,9 @@ fn login_tx(
         created_at_ms: now,
         expires_at_ms: now + s.session_ttl.as_millis() as i64,
     };
-    tx.put_session(&session::digest(&cookie), &record)?;
+    let digest = session::digest(&cookie);
+    tx.put_session(&digest, &record)?;
+    fx.sessions.push((digest, record.clone()));
     let mut entry = session_change("login", &record);
     if linked_now {
         entry.updated_values = json!({

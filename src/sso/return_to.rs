@@ -34,6 +34,15 @@ fn local(path: &str) -> bool {
         && !path.starts_with("//")
         && !path.contains('\\')
         && path.bytes().all(|c| c.is_ascii_graphic())
+        && !dot_segments(path)
+}
+
+/// Whether the path (before any query or fragment) has a `.` or `..` segment: `/..//evil`
+/// is resolved by the browser to the path `//evil`, which whatever reads the URL next (a
+/// proxy, a page building links from it) may take for another host. No page here needs one.
+fn dot_segments(path: &str) -> bool {
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    path.split('/').any(|seg| seg == "." || seg == "..")
 }
 
 /// `raw` (already decoded once from the query string) if it is a local path, else `/ui/`.
@@ -54,7 +63,8 @@ pub fn sanitize(raw: Option<&str>) -> String {
         let still_local = next.starts_with('/')
             && !next.starts_with("//")
             && !next.contains('\\')
-            && !next.chars().any(char::is_control);
+            && !next.chars().any(char::is_control)
+            && !dot_segments(&next);
         if !still_local {
             return HOME.to_string();
         }
@@ -69,7 +79,14 @@ mod tests {
 
     #[test]
     fn only_local_paths_survive() {
-        for ok in ["/ui/", "/ui/keys?x=1", "/key/list", "/ui/a%20b"] {
+        for ok in [
+            "/ui/",
+            "/ui/keys?x=1",
+            "/key/list",
+            "/ui/a%20b",
+            "/ui/?next=../x",
+            "/ui/a..b/.c",
+        ] {
             assert_eq!(sanitize(Some(ok)), ok, "{ok}");
         }
         for bad in [
@@ -88,6 +105,12 @@ mod tests {
             "/ui/\t",
             "/ü",
             " //evil",
+            "/..//evil.example",
+            "/./%2Fevil.example",
+            "/ui/../..//evil.example",
+            "/%2E%2E//evil.example",
+            "/%2e./%2fevil",
+            "/%09/evil.example",
         ] {
             assert_eq!(sanitize(Some(bad)), HOME, "{bad:?}");
         }

@@ -3,6 +3,7 @@
 
 mod attacks_jwt;
 mod attacks_scim;
+mod attacks_sso;
 mod audit;
 mod audit_crash;
 mod audit_search;

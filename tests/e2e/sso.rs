@@ -27,12 +27,12 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-const CLIENT_ID: &str = "portcullis";
+pub(crate) const CLIENT_ID: &str = "portcullis";
 const CLIENT_SECRET: &str = "op-client-secret";
 
 /// How the next ID token is made.
 #[derive(Clone)]
-enum Sign {
+pub(crate) enum Sign {
     /// With the provider's current key at this index.
     Key(usize),
     /// `alg: none`, no signature.
@@ -44,36 +44,39 @@ enum Sign {
 }
 
 #[derive(Clone)]
-struct Profile {
+pub(crate) struct Profile {
     /// Merged over the defaults (iss, aud, iat, exp, nonce).
-    claims: Value,
-    sign: Sign,
+    pub(crate) claims: Value,
+    pub(crate) sign: Sign,
     /// Replaces the nonce the login sent.
-    nonce: Option<String>,
+    pub(crate) nonce: Option<String>,
 }
 
-struct Login {
+pub(crate) struct Login {
     nonce: String,
     challenge: String,
     redirect_uri: String,
 }
 
-struct OpState {
-    keys: Vec<Arc<SignKey>>,
-    foreign: Arc<SignKey>,
-    profile: Profile,
+pub(crate) struct OpState {
+    pub(crate) keys: Vec<Arc<SignKey>>,
+    pub(crate) foreign: Arc<SignKey>,
+    pub(crate) profile: Profile,
     /// code → the login it was issued for.
-    codes: HashMap<String, Login>,
-    pkce_checked: u64,
-    pkce_refused: u64,
-    basic_auth_seen: u64,
+    pub(crate) codes: HashMap<String, Login>,
+    pub(crate) pkce_checked: u64,
+    pub(crate) pkce_refused: u64,
+    pub(crate) basic_auth_seen: u64,
+    /// The provider spells its issuer with a trailing `/` (as Auth0 does) in its discovery
+    /// document and tokens, while the gateway's config names it without.
+    pub(crate) issuer_slash: bool,
 }
 
 /// The crafted OpenID provider.
-struct Op {
-    addr: SocketAddr,
-    state: Arc<Mutex<OpState>>,
-    jwks_fetches: Arc<AtomicU64>,
+pub(crate) struct Op {
+    pub(crate) addr: SocketAddr,
+    pub(crate) state: Arc<Mutex<OpState>>,
+    pub(crate) jwks_fetches: Arc<AtomicU64>,
 }
 
 fn sign_with(state: &OpState, claims: &Value) -> String {
@@ -99,7 +102,7 @@ fn sign_with(state: &OpState, claims: &Value) -> String {
     }
 }
 
-fn query_of(uri: &str) -> HashMap<String, String> {
+pub(crate) fn query_of(uri: &str) -> HashMap<String, String> {
     let q = uri.split_once('?').map(|(_, q)| q).unwrap_or("");
     form_urlencoded::parse(q.as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -107,7 +110,7 @@ fn query_of(uri: &str) -> HashMap<String, String> {
 }
 
 impl Op {
-    fn start() -> Op {
+    pub(crate) fn start() -> Op {
         let state = Arc::new(Mutex::new(OpState {
             keys: vec![Arc::new(es256("k1"))],
             foreign: Arc::new(es256("k1-foreign")),
@@ -120,6 +123,7 @@ impl Op {
             pkce_checked: 0,
             pkce_refused: 0,
             basic_auth_seen: 0,
+            issuer_slash: false,
         }));
         let fetches = Arc::new(AtomicU64::new(0));
         let (tx, rx) = std::sync::mpsc::channel();
@@ -159,12 +163,12 @@ impl Op {
         }
     }
 
-    fn issuer(&self) -> String {
+    pub(crate) fn issuer(&self) -> String {
         format!("http://{}", self.addr)
     }
 
     /// The next logins' ID tokens carry these claims and are made this way.
-    fn next(&self, claims: Value, sign: Sign) {
+    pub(crate) fn next(&self, claims: Value, sign: Sign) {
         let mut s = self.state.lock().unwrap();
         s.profile = Profile {
             claims,
@@ -188,16 +192,21 @@ async fn serve(
     fetches: &AtomicU64,
     req: http::Request<hyper::body::Incoming>,
 ) -> http::Response<Full<Bytes>> {
-    let iss = format!("http://{addr}");
+    let base = format!("http://{addr}");
+    let iss = if st.lock().unwrap().issuer_slash {
+        format!("{base}/")
+    } else {
+        base.clone()
+    };
     let path = req.uri().path().to_string();
     match path.as_str() {
         "/.well-known/openid-configuration" => reply(
             200,
             json!({
                 "issuer": iss,
-                "authorization_endpoint": format!("{iss}/authorize"),
-                "token_endpoint": format!("{iss}/token"),
-                "jwks_uri": format!("{iss}/jwks"),
+                "authorization_endpoint": format!("{base}/authorize"),
+                "token_endpoint": format!("{base}/token"),
+                "jwks_uri": format!("{base}/jwks"),
                 "token_endpoint_auth_methods_supported": ["client_secret_basic"],
                 "response_types_supported": ["code"],
                 "id_token_signing_alg_values_supported": ["ES256"],
@@ -291,21 +300,23 @@ async fn serve(
 }
 
 /// A browser: keeps the session cookie, follows redirects by hand.
-struct Browser {
-    http: reqwest::Client,
-    cookie: Option<String>,
+pub(crate) struct Browser {
+    pub(crate) http: reqwest::Client,
+    pub(crate) cookie: Option<String>,
+    /// The login cookie (`portcullis_login`) that binds a login to this browser.
+    pub(crate) login_cookie: Option<String>,
     /// The last Set-Cookie the gateway sent.
-    set_cookie: Option<String>,
+    pub(crate) set_cookie: Option<String>,
 }
 
-struct Landed {
-    status: u16,
-    location: Option<String>,
-    body: String,
+pub(crate) struct Landed {
+    pub(crate) status: u16,
+    pub(crate) location: Option<String>,
+    pub(crate) body: String,
 }
 
 impl Browser {
-    fn new() -> Browser {
+    pub(crate) fn new() -> Browser {
         let _ = client();
         Browser {
             http: reqwest::Client::builder()
@@ -313,18 +324,37 @@ impl Browser {
                 .build()
                 .unwrap(),
             cookie: None,
+            login_cookie: None,
             set_cookie: None,
         }
     }
 
-    async fn send(&mut self, req: reqwest::RequestBuilder) -> Landed {
-        let req = match &self.cookie {
-            Some(c) => req.header("cookie", format!("portcullis_session={c}")),
-            None => req,
+    pub(crate) async fn send(&mut self, req: reqwest::RequestBuilder) -> Landed {
+        let mut jar = Vec::new();
+        if let Some(c) = &self.cookie {
+            jar.push(format!("portcullis_session={c}"));
+        }
+        if let Some(c) = &self.login_cookie {
+            jar.push(format!("portcullis_login={c}"));
+        }
+        let req = if jar.is_empty() {
+            req
+        } else {
+            req.header("cookie", jar.join("; "))
         };
         let resp = req.send().await.unwrap();
         for sc in resp.headers().get_all("set-cookie") {
             let sc = sc.to_str().unwrap().to_string();
+            if let Some(v) = sc
+                .split(';')
+                .next()
+                .unwrap()
+                .trim()
+                .strip_prefix("portcullis_login=")
+            {
+                self.login_cookie = (!v.is_empty()).then(|| v.to_string());
+                continue;
+            }
             let Some(value) = sc
                 .split(';')
                 .next()
@@ -348,14 +378,14 @@ impl Browser {
         }
     }
 
-    async fn get(&mut self, url: &str) -> Landed {
+    pub(crate) async fn get(&mut self, url: &str) -> Landed {
         let r = self.http.get(url);
         self.send(r).await
     }
 
     /// Starts a login and walks it to the provider and back: the callback's answer, plus the
     /// callback URL (for replays).
-    async fn login_at(&mut self, gw: &Gateway, start: &str) -> (Landed, String) {
+    pub(crate) async fn login_at(&mut self, gw: &Gateway, start: &str) -> (Landed, String) {
         let to_op = self.get(&gw.url(start)).await;
         assert_eq!(to_op.status, 302, "{}", to_op.body);
         let authorize = to_op.location.unwrap();
@@ -368,13 +398,13 @@ impl Browser {
         (self.get(&callback).await, callback)
     }
 
-    async fn login(&mut self, gw: &Gateway, return_to: &str) -> Landed {
+    pub(crate) async fn login(&mut self, gw: &Gateway, return_to: &str) -> Landed {
         self.login_at(gw, &format!("/sso/login?return_to={return_to}"))
             .await
             .0
     }
 
-    async fn session(&mut self, gw: &Gateway) -> (u16, Value) {
+    pub(crate) async fn session(&mut self, gw: &Gateway) -> (u16, Value) {
         let r = self.get(&gw.url("/sso/session")).await;
         (
             r.status,
@@ -383,7 +413,7 @@ impl Browser {
     }
 }
 
-fn config(op: &Op, extra_general: &str) -> String {
+pub(crate) fn config(op: &Op, extra_general: &str) -> String {
     format!(
         "model_list:\n  - model_name: mock/gpt\n    litellm_params:\n      model: mock/gpt\n\
          general_settings:\n  sso:\n    issuer: {iss}\n    client_id: {CLIENT_ID}\n\
@@ -397,7 +427,7 @@ fn config(op: &Op, extra_general: &str) -> String {
     )
 }
 
-fn start(op: &Op, extra_general: &str) -> Gateway {
+pub(crate) fn start(op: &Op, extra_general: &str) -> Gateway {
     // The base URL (redirect_uri) must be known before start: a port picked now.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -413,7 +443,7 @@ fn start(op: &Op, extra_general: &str) -> Gateway {
         .start()
 }
 
-async fn admin(gw: &Gateway, method: &str, path: &str, body: Value) -> (u16, Value) {
+pub(crate) async fn admin(gw: &Gateway, method: &str, path: &str, body: Value) -> (u16, Value) {
     let c = client();
     let req = match method {
         "GET" => c.get(gw.url(path)),
@@ -424,11 +454,11 @@ async fn admin(gw: &Gateway, method: &str, path: &str, body: Value) -> (u16, Val
     (s, resp.json().await.unwrap_or(Value::Null))
 }
 
-fn person(sub: &str, email: &str, groups: &[&str]) -> Value {
+pub(crate) fn person(sub: &str, email: &str, groups: &[&str]) -> Value {
     json!({"sub": sub, "email": email, "email_verified": true, "name": sub, "groups": groups})
 }
 
-async fn audit(gw: &Gateway, action: &str) -> Vec<Value> {
+pub(crate) async fn audit(gw: &Gateway, action: &str) -> Vec<Value> {
     let (s, v) = admin(
         gw,
         "GET",
@@ -878,4 +908,25 @@ async fn sso_admin_only_ui_and_session_expiry() {
     assert_eq!(boss.get(&gw.url("/user/list")).await.status, 401);
     let r = boss.get(&gw.url("/ui/")).await;
     assert_eq!(r.status, 302);
+}
+
+/// A provider whose issuer ends in `/` (Auth0's) while the config names it without: logins
+/// work, with the issuer exactly as the provider spells it.
+#[tokio::test]
+async fn sso_an_issuer_spelled_with_a_trailing_slash_signs_in() {
+    let op = Op::start();
+    op.state.lock().unwrap().issuer_slash = true;
+    let gw = start(&op, "");
+    let mut b = Browser::new();
+    op.next(person("slash", "slash@example.com", &[]), Sign::Key(0));
+    let r = b.login(&gw, "/ui/").await;
+    assert_eq!(r.status, 302, "{}", r.body);
+    let (s, me) = b.session(&gw).await;
+    assert_eq!(s, 200, "{me}");
+    assert_eq!(me["user_id"], "slash");
+    // A token naming the issuer without the `/` is not the provider's: refused.
+    let mut other = Browser::new();
+    op.next(json!({"sub": "other", "iss": op.issuer()}), Sign::Key(0));
+    let r = other.login(&gw, "/ui/").await;
+    assert_eq!(r.status, 401, "{}", r.body);
 }
