@@ -51,12 +51,11 @@ enum Command {
     },
     /// Validate a config file: exit 0 if it is usable, 64 with each problem's YAML path if not.
     CheckConfig {
-        #[arg(
-            long,
-            env = "PORTCULLIS_CONFIG",
-            default_value = "./portcullis-data/config.yaml"
-        )]
-        config: PathBuf,
+        /// The config file (default: `<data-dir>/config.yaml`, the one `serve` reads).
+        #[arg(long, env = "PORTCULLIS_CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(long, env = "PORTCULLIS_DATA_DIR", default_value = "./portcullis-data")]
+        data_dir: PathBuf,
     },
     /// Write a consistent backup of the data file, also while a server is serving from it.
     Backup {
@@ -159,7 +158,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let env: HashMap<String, String> = std::env::vars().collect();
     match cli.command {
-        Command::CheckConfig { config } => check_config(&config, &env),
+        Command::CheckConfig { config, data_dir } => check_config(
+            &config.unwrap_or_else(|| data_dir.join("config.yaml")),
+            &env,
+        ),
         Command::Backup { data_dir, out } => backup(&data_dir, &out),
         Command::Restore {
             from,

@@ -199,8 +199,9 @@ pub(super) fn settings(
             // not grant those here; roles and teams come from the groups.
             _ => errors.push(problem(
                 &at,
-                "only user_id, user_email and groups are read from headers; roles and teams \
-                 come from the groups (general_settings.trusted_proxy_mappings)",
+                "unknown key: use user_id, user_email or groups (LiteLLM's max_budget, models, \
+                 user_role and team_id are not read from headers here: roles and teams come \
+                 from the groups, general_settings.trusted_proxy_mappings)",
             )),
         }
     }
@@ -298,6 +299,53 @@ mod tests {
         assert_eq!(
             run("general_settings:\n  trusted_proxy_ranges: [10.0.0.0/8]\n").ok(),
             Some(None)
+        );
+    }
+
+    #[test]
+    fn misspelled_keys_are_named_when_they_matter() {
+        let problems = |yaml: &str| -> Vec<(String, String)> {
+            run(yaml)
+                .err()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| (p.path, p.message))
+                .collect()
+        };
+        // The misspelling leaves a required key unset: both are reported, the cause too.
+        let found = problems(
+            "general_settings:\n  enable_oauth2_proxy_auth: true\n  \
+             trusted_proxy_range: [127.0.0.1/32]\n",
+        );
+        let paths: Vec<&str> = found.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "general_settings.trusted_proxy_ranges",
+                "general_settings.trusted_proxy_range"
+            ]
+        );
+        assert!(found[1].1.contains("misspelled"), "{found:?}");
+        // Inside the mapping block a misspelling is an error of its own: it would drop a role.
+        let found = problems(
+            "general_settings:\n  enable_oauth2_proxy_auth: true\n  \
+             trusted_proxy_ranges: [127.0.0.1/32]\n  \
+             trusted_proxy_mappings: {role_mapings: {admins: proxy_admin}}\n",
+        );
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(
+            found[0].0,
+            "general_settings.trusted_proxy_mappings.role_mapings"
+        );
+        // An unknown header mapping says which keys there are.
+        let found = problems(
+            "general_settings:\n  enable_oauth2_proxy_auth: true\n  \
+             trusted_proxy_ranges: [127.0.0.1/32]\n  \
+             oauth2_config_mappings: {user_emial: X-Email}\n",
+        );
+        assert!(
+            found[0].1.contains("use user_id, user_email or groups"),
+            "{found:?}"
         );
     }
 }

@@ -99,6 +99,8 @@ pub(super) fn load(text: &str, env: &HashMap<String, String>) -> Loaded {
     validate(raw, warnings, &lookup)
 }
 
+const UNKNOWN_KEY: &str = "unknown key, ignored";
+
 /// Deserializes one part of the config, naming unknown keys and type errors by their full path.
 fn typed<T: serde::de::DeserializeOwned>(
     value: &Value,
@@ -113,10 +115,7 @@ fn typed<T: serde::de::DeserializeOwned>(
         (false, false) => format!("{prefix}.{inner}"),
     };
     let mut on_ignored = |path: serde_ignored::Path<'_>| {
-        warnings.push(problem(
-            join(yaml_path(&path.to_string())),
-            "unknown key, ignored",
-        ));
+        warnings.push(problem(join(yaml_path(&path.to_string())), UNKNOWN_KEY));
     };
     let ignored = serde_ignored::Deserializer::new(value, &mut on_ignored);
     match serde_path_to_error::deserialize(ignored) {
@@ -592,7 +591,32 @@ fn validate(raw: RawConfig, mut warnings: Vec<Problem>, env: &HashMap<String, St
         &mut warnings,
     );
 
+    // Our own access blocks: a misspelled key there would silently change who may sign in and
+    // with which role, so it stops the start instead of being ignored.
+    let (strict, rest): (Vec<Problem>, Vec<Problem>) = warnings.into_iter().partition(|w| {
+        w.message == UNKNOWN_KEY
+            && [
+                "general_settings.sso.",
+                "general_settings.trusted_proxy_mappings.",
+            ]
+            .iter()
+            .any(|p| w.path.starts_with(p))
+    });
+    warnings = rest;
+    errors.extend(strict.into_iter().map(|w| {
+        problem(
+            w.path,
+            "unknown key: this block decides who may sign in, so a misspelling is an error",
+        )
+    }));
     if !errors.is_empty() {
+        // The unknown keys are often the cause (a misspelled key leaves a required one unset).
+        errors.extend(
+            warnings
+                .into_iter()
+                .filter(|w| w.message == UNKNOWN_KEY)
+                .map(|w| problem(w.path, "unknown key (ignored; is it misspelled?)")),
+        );
         return Err(errors);
     }
     Ok((

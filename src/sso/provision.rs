@@ -407,14 +407,19 @@ fn login_tx(
     };
     if !email_allowed(m, p.email.as_deref()) || (!m.allowed_email_domains.is_empty() && unverified)
     {
-        return refused(
-            tx,
-            who,
-            StatusCode::FORBIDDEN,
-            "email_domain",
-            "Your email domain is not allowed to sign in here.",
-            detail,
-        );
+        let (reason, message) = if p.email.is_none() {
+            (
+                "email_missing",
+                "This gateway admits only email addresses at allowed domains, and the sign-in \
+                 named no email address.",
+            )
+        } else {
+            (
+                "email_domain",
+                "Your email domain is not allowed to sign in here.",
+            )
+        };
+        return refused(tx, who, StatusCode::FORBIDDEN, reason, message, detail);
     }
     let now = crate::types::now_ms();
     let (issuer, link_subject) = via.link_key(p);

@@ -3,9 +3,10 @@
 //
 //   node provider.mjs <config.json>        (or OIDC_PROVIDER_CONFIG=<config.json>)
 //
-// Prints exactly one line on stdout, `READY <issuer-url>`, once it accepts connections (and
-// writes {"issuer","port","pid"} to config.ready_file / OIDC_READY_FILE if given). Everything
-// else (one line per request, errors) goes to stderr.
+// Prints `READY <issuer-url>` on stdout once it accepts connections (and writes
+// {"issuer","port","pid"} to config.ready_file / OIDC_READY_FILE if given). Our own other
+// output (one line per request, errors) goes to stderr; oidc-provider itself may print NOTICE
+// lines on stdout, so read stdout for the line that starts with `READY `.
 //
 // Config (every field optional but clients/accounts):
 //   {
