@@ -251,6 +251,12 @@ fn explain_key(
                 level.meter,
                 level.limits,
                 now,
+            ) || !rate_check(
+                &mut out,
+                subject.level_name(),
+                &id,
+                level.meter,
+                level.limits,
             ) {
                 break;
             }
@@ -402,6 +408,42 @@ fn budget_check(
         out.deny(level, id, "budget", format!("budget exceeded: {detail}"))
     } else {
         out.pass(level, id, "budget", detail);
+        true
+    }
+}
+
+/// A level's request and token rates and its parallel slots, when it sets any. The rate
+/// buckets refill continuously, so only the limits are shown; a full parallel budget refuses.
+fn rate_check(
+    out: &mut Explanation,
+    level: &str,
+    id: &str,
+    meter: &Meter,
+    limits: &Limits,
+) -> bool {
+    if limits.rpm_limit.is_none()
+        && limits.tpm_limit.is_none()
+        && limits.max_parallel_requests.is_none()
+    {
+        return true;
+    }
+    let show = |v: Option<u64>| v.map_or_else(|| "none".to_string(), |n| n.to_string());
+    let in_flight = meter.in_flight();
+    let detail = format!(
+        "rpm_limit {}, tpm_limit {}, max_parallel_requests {} ({in_flight} in flight)",
+        show(limits.rpm_limit),
+        show(limits.tpm_limit),
+        show(limits.max_parallel_requests),
+    );
+    if limits.max_parallel_requests.is_some_and(|m| in_flight >= m) {
+        out.deny(
+            level,
+            id,
+            "rate_limits",
+            format!("parallel requests at the limit: {detail}"),
+        )
+    } else {
+        out.pass(level, id, "rate_limits", detail);
         true
     }
 }

@@ -272,6 +272,35 @@ async fn explain_names_the_deciding_level() {
     assert_eq!(decided(&out), ("team", "status"));
     assert_eq!(out["decided_by"]["id"], "t-x");
 
+    // Each level's rates and parallel slots are listed with it.
+    let (s, out) = api
+        .post("/team/new", json!({"team_id": "t-rates", "rpm_limit": 600}))
+        .await;
+    assert_eq!(s, 200, "{out}");
+    let rated = secret_of(
+        &api.generate(json!({"team_id": "t-rates", "tpm_limit": 1000}))
+            .await,
+    );
+    let (_, out) = explain_as(&api, master, json!({"key": rated})).await;
+    assert_eq!(out["allowed"], true, "{out}");
+    let rates: Vec<(String, String)> = out["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["check"] == "rate_limits")
+        .map(|c| {
+            (
+                c["level"].as_str().unwrap().to_string(),
+                c["detail"].to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(rates.len(), 2, "{out}");
+    assert_eq!(rates[0].0, "key");
+    assert!(rates[0].1.contains("tpm_limit 1000"), "{rates:?}");
+    assert_eq!(rates[1].0, "team");
+    assert!(rates[1].1.contains("rpm_limit 600"), "{rates:?}");
+
     // A blocked end user, a blocked key, a spent budget, a route the key type refuses.
     let (s, _) = api
         .post("/customer/block", json!({"user_ids": ["bad-actor"]}))
