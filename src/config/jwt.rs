@@ -4,6 +4,9 @@
 //! every token in (or none).
 
 use super::Problem;
+// Only `https`, except on this machine: keys fetched in clear text from elsewhere could be
+// replaced on the way, and whoever replaces them signs tokens.
+use super::sso::url_problem;
 use crate::roles::GlobalRole;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -113,30 +116,6 @@ fn list(env: &HashMap<String, String>, name: &str) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// Only `https`, except on this machine: keys fetched in clear text from elsewhere could be
-/// replaced on the way, and whoever replaces them signs tokens.
-fn url_problem(url: &str) -> Option<String> {
-    let Ok(uri) = url.parse::<http::Uri>() else {
-        return Some(format!("`{url}` is not a URL"));
-    };
-    let host = uri.host().unwrap_or_default();
-    let loopback = host == "localhost"
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    match uri.scheme_str() {
-        _ if host.is_empty() => Some(format!("`{url}` names no host")),
-        Some("https") => None,
-        Some("http") if loopback => None,
-        Some("http") => Some(format!(
-            "`{url}` must use https (plain http is accepted only for localhost)"
-        )),
-        _ => Some(format!("`{url}` must be an https URL")),
-    }
 }
 
 /// A configured claim path: absent, or non-empty text.
