@@ -7,13 +7,27 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+use tantivy::indexer::IndexWriterOptions;
 use tantivy::query::RangeQuery;
 use tantivy::{Index, IndexWriter, Term};
 
 /// Entries read from the table per step.
 const READ_BATCH: usize = 4096;
-/// The writer's memory budget (tantivy's minimum is 15 MB; commits come long before it fills).
-const WRITER_BYTES: usize = 24 * 1024 * 1024;
+/// The writer's memory budget: tantivy's minimum (commits come long before it fills; the term
+/// table is 4 MiB at any budget from 15 MB up).
+const WRITER_BYTES: usize = 15_000_000;
+
+/// A writer with one indexing thread. A writer holds a 10,000-slot operation queue (about 2.5 MB,
+/// touched when made and made again at every commit) and threads of its own (indexing, segment
+/// updates, merges); the indexer keeps one open only while entries keep coming, and drops it
+/// once it has committed everything and merges are done.
+fn writer(index: &Index) -> Result<IndexWriter, IndexError> {
+    let options = IndexWriterOptions::builder()
+        .memory_budget_per_thread(WRITER_BYTES)
+        .num_worker_threads(1)
+        .build();
+    Ok(index.writer_with_options(options)?)
+}
 
 /// How far the index is, shared between the indexer and searchers.
 pub struct IndexStatus {
@@ -185,7 +199,7 @@ fn create_empty(dir: &Path, fields: &Fields) -> Result<Index, IndexError> {
     }
     std::fs::create_dir_all(dir)?;
     let index = Index::create_in_dir(dir, fields.schema.clone())?;
-    let mut writer: IndexWriter = index.writer_with_num_threads(1, WRITER_BYTES)?;
+    let mut writer = writer(&index)?;
     let mut commit = writer.prepare_commit()?;
     commit.set_payload(&payload(0, GENESIS));
     commit.commit()?;
@@ -193,16 +207,15 @@ fn create_empty(dir: &Path, fields: &Fields) -> Result<Index, IndexError> {
     Ok(index)
 }
 
-/// Indexes entries after `from` up to the table's end; the last sequence number added.
-fn add_batch(
+/// Adds `entries` to the writer; the last sequence number added (`from` when there are none).
+fn add_entries(
     writer: &IndexWriter,
     fields: &Fields,
-    store: &Store,
+    entries: &[crate::audit::Entry],
     from: u64,
-) -> Result<(u64, usize), IndexError> {
-    let entries = store.audit_entries(from + 1, READ_BATCH)?;
+) -> Result<u64, IndexError> {
     let mut last = from;
-    for e in &entries {
+    for e in entries {
         // Retention's own entry: the entries it removed leave the index too.
         if e.change.table_name == "audit" && e.change.action == "pruned" {
             let values: serde_json::Value =
@@ -214,7 +227,7 @@ fn add_batch(
         writer.add_document(fields.document(e))?;
         last = e.seq;
     }
-    Ok((last, entries.len()))
+    Ok(last)
 }
 
 fn delete_through(writer: &IndexWriter, fields: &Fields, through: u64) -> Result<(), IndexError> {
@@ -242,16 +255,16 @@ fn commit(writer: &mut IndexWriter, store: &Store, seq: u64) -> Result<(), Index
 /// Rebuilds the index from scratch, synchronously (`portcullis reindex`).
 pub fn rebuild(dir: &Path, fields: &Fields, store: &Store) -> Result<u64, IndexError> {
     let index = create_empty(dir, fields)?;
-    let mut writer: IndexWriter = index.writer_with_num_threads(1, WRITER_BYTES)?;
+    let mut writer = writer(&index)?;
     let mut at = 0;
     let mut count = 0u64;
     loop {
-        let (last, n) = add_batch(&writer, fields, store, at)?;
-        if n == 0 {
+        let entries = store.audit_entries(at + 1, READ_BATCH)?;
+        if entries.is_empty() {
             break;
         }
-        count += n as u64;
-        at = last;
+        count += entries.len() as u64;
+        at = add_entries(&writer, fields, &entries, at)?;
     }
     commit(&mut writer, store, at)?;
     writer.wait_merging_threads()?;
@@ -285,15 +298,20 @@ pub fn spawn(
 }
 
 /// Follows the table for as long as the process lives: reads what is new, commits every
-/// [`COMMIT_EVERY`] entries, after [`COMMIT_AFTER`], or at once when a reader waits.
+/// [`COMMIT_EVERY`] entries, after [`COMMIT_AFTER`], or at once when a reader waits. A writer is
+/// open only from the first new entry until a commit that nothing new follows (see [`writer`]).
 fn follow(index: &AuditIndex, store: &Store) -> Result<(), IndexError> {
     let fields = &index.fields;
-    let mut writer: IndexWriter = index.index.writer_with_num_threads(1, WRITER_BYTES)?;
     let mut committed = index.status.indexed();
     // Entries retention removed while the server was down leave the index too.
     if let Some(c) = store.audit_checkpoint()? {
-        delete_through(&writer, fields, c.through_seq)?;
+        let mut w = writer(&index.index)?;
+        delete_through(&w, fields, c.through_seq)?;
+        commit(&mut w, store, committed)?;
+        w.wait_merging_threads()?;
+        index.reload()?;
     }
+    let mut open: Option<IndexWriter> = None;
     let mut added = committed;
     let mut pending = 0usize;
     let mut oldest_pending: Option<Instant> = None;
@@ -301,34 +319,50 @@ fn follow(index: &AuditIndex, store: &Store) -> Result<(), IndexError> {
     loop {
         let (_, generation) = signal.now();
         if index.stopping() {
-            if pending > 0 {
-                commit(&mut writer, store, added)?;
+            if let Some(mut w) = open.take() {
+                if pending > 0 {
+                    commit(&mut w, store, added)?;
+                }
+                w.wait_merging_threads()?;
             }
-            writer.wait_merging_threads()?;
             return Ok(());
         }
-        let (last, n) = add_batch(&writer, fields, store, added)?;
+        let entries = store.audit_entries(added + 1, READ_BATCH)?;
+        let n = entries.len();
         if n > 0 {
-            added = last;
+            let w = match open.as_mut() {
+                Some(w) => w,
+                None => open.insert(writer(&index.index)?),
+            };
+            added = add_entries(w, fields, &entries, added)?;
             pending += n;
             oldest_pending.get_or_insert_with(Instant::now);
         }
+        drop(entries);
         let wanted = index.status.wanted.load(Ordering::Relaxed);
         let due = pending >= COMMIT_EVERY
             || oldest_pending.is_some_and(|t| t.elapsed() >= COMMIT_AFTER)
             || (wanted > committed && (n < READ_BATCH || added >= wanted));
         if pending > 0 && due {
-            commit(&mut writer, store, added)?;
-            index.reload()?;
-            committed = added;
-            pending = 0;
-            oldest_pending = None;
-            index.status.set_indexed(committed);
-            index.status.healthy.store(true, Ordering::Relaxed);
+            if let Some(w) = open.as_mut() {
+                commit(w, store, added)?;
+                index.reload()?;
+                committed = added;
+                pending = 0;
+                oldest_pending = None;
+                index.status.set_indexed(committed);
+                index.status.healthy.store(true, Ordering::Relaxed);
+            }
             continue;
         }
         if n == READ_BATCH {
             continue;
+        }
+        if pending == 0
+            && let Some(w) = open.take()
+        {
+            // Nothing new since the commit: let its merges finish, then close the writer.
+            w.wait_merging_threads()?;
         }
         let wait = match oldest_pending {
             Some(t) => COMMIT_AFTER.saturating_sub(t.elapsed()),
