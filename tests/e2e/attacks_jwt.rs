@@ -15,9 +15,6 @@ use crate::jwt::{
 use crate::keys::Api;
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -319,51 +316,27 @@ impl BrokenIdp {
     fn start(key: &SignKey) -> BrokenIdp {
         let answer = Arc::new(Mutex::new(Answer::Keys(vec![key.jwk.clone()])));
         let fetches = Arc::new(AtomicU64::new(0));
-        let (tx, rx) = std::sync::mpsc::channel();
         let (a, f) = (answer.clone(), fetches.clone());
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                tx.send(listener.local_addr().unwrap()).unwrap();
-                loop {
-                    let Ok((stream, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    let (a, f) = (a.clone(), f.clone());
-                    tokio::spawn(async move {
-                        let svc = service_fn(move |_req: http::Request<hyper::body::Incoming>| {
-                            let (a, f) = (a.clone(), f.clone());
-                            async move {
-                                f.fetch_add(1, Ordering::SeqCst);
-                                let answer = a.lock().unwrap().clone();
-                                let (status, body) = match answer {
-                                    Answer::Keys(k) => {
-                                        (200, Bytes::from(json!({"keys": k}).to_string()))
-                                    }
-                                    Answer::Raw(s, b) => (s, b),
-                                    Answer::Hang => {
-                                        tokio::time::sleep(Duration::from_secs(3600)).await;
-                                        (200, Bytes::new())
-                                    }
-                                };
-                                let mut r = http::Response::new(Full::new(body));
-                                *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
-                                Ok::<_, std::convert::Infallible>(r)
-                            }
-                        });
-                        let _ = http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), svc)
-                            .await;
-                    });
-                }
-            });
+        let addr = crate::harness::spawn_http(move |_, _req| {
+            let (a, f) = (a.clone(), f.clone());
+            async move {
+                f.fetch_add(1, Ordering::SeqCst);
+                let answer = a.lock().unwrap().clone();
+                let (status, body) = match answer {
+                    Answer::Keys(k) => (200, Bytes::from(json!({"keys": k}).to_string())),
+                    Answer::Raw(s, b) => (s, b),
+                    Answer::Hang => {
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                        (200, Bytes::new())
+                    }
+                };
+                let mut r = http::Response::new(Full::new(body));
+                *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                r
+            }
         });
         BrokenIdp {
-            addr: rx.recv().unwrap(),
+            addr,
             answer,
             fetches,
         }

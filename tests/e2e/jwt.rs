@@ -11,9 +11,6 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -98,48 +95,23 @@ impl Idp {
             keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>(),
         ));
         let fetches = Arc::new(AtomicU64::new(0));
-        let (tx, rx) = std::sync::mpsc::channel();
         let (s, f) = (set.clone(), fetches.clone());
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                tx.send(listener.local_addr().unwrap()).unwrap();
-                loop {
-                    let Ok((stream, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    let (s, f) = (s.clone(), f.clone());
-                    tokio::spawn(async move {
-                        let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                            let (s, f) = (s.clone(), f.clone());
-                            async move {
-                                let resp = if req.uri().path() == "/jwks" {
-                                    f.fetch_add(1, Ordering::SeqCst);
-                                    let keys = s.lock().unwrap().clone();
-                                    http::Response::new(Full::new(Bytes::from(
-                                        json!({"keys": keys}).to_string(),
-                                    )))
-                                } else {
-                                    let mut r = http::Response::new(Full::new(Bytes::new()));
-                                    *r.status_mut() = http::StatusCode::NOT_FOUND;
-                                    r
-                                };
-                                Ok::<_, std::convert::Infallible>(resp)
-                            }
-                        });
-                        let _ = http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), svc)
-                            .await;
-                    });
+        let addr = crate::harness::spawn_http(move |_, req| {
+            let (s, f) = (s.clone(), f.clone());
+            async move {
+                if req.uri().path() == "/jwks" {
+                    f.fetch_add(1, Ordering::SeqCst);
+                    let keys = s.lock().unwrap().clone();
+                    http::Response::new(Full::new(Bytes::from(json!({"keys": keys}).to_string())))
+                } else {
+                    let mut r = http::Response::new(Full::new(Bytes::new()));
+                    *r.status_mut() = http::StatusCode::NOT_FOUND;
+                    r
                 }
-            });
+            }
         });
         Idp {
-            addr: rx.recv().unwrap(),
+            addr,
             keys: set,
             fetches,
         }

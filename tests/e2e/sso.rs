@@ -17,9 +17,6 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -126,38 +123,13 @@ impl Op {
             issuer_slash: false,
         }));
         let fetches = Arc::new(AtomicU64::new(0));
-        let (tx, rx) = std::sync::mpsc::channel();
         let (st, f) = (state.clone(), fetches.clone());
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                let addr = listener.local_addr().unwrap();
-                tx.send(addr).unwrap();
-                loop {
-                    let Ok((stream, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    let (st, f) = (st.clone(), f.clone());
-                    tokio::spawn(async move {
-                        let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                            let (st, f) = (st.clone(), f.clone());
-                            async move {
-                                Ok::<_, std::convert::Infallible>(serve(addr, &st, &f, req).await)
-                            }
-                        });
-                        let _ = http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), svc)
-                            .await;
-                    });
-                }
-            });
+        let addr = crate::harness::spawn_http(move |addr, req| {
+            let (st, f) = (st.clone(), f.clone());
+            async move { serve(addr, &st, &f, req).await }
         });
         Op {
-            addr: rx.recv().unwrap(),
+            addr,
             state,
             jwks_fetches: fetches,
         }
