@@ -942,8 +942,10 @@ fn main() {
     let quiet = wait_for_quiet(Duration::from_secs(30), tck);
     let s = start(&nginx_bin);
     sanity(&s);
-    // Idle: started, one key made, one request of each kind served.
-    std::thread::sleep(Duration::from_millis(500));
+    // Idle: started, one key made, one request of each kind served, then quiet for 3 s — long
+    // enough for the audit indexer to commit the set-up's entries and close its writer (its
+    // transient memory shows in the peak, VmHWM, instead).
+    std::thread::sleep(Duration::from_secs(3));
     let gw = s.gateway.pid();
     let ngx = s.nginx.pid();
     let idle_rss = status_kb(gw, "VmRSS");
