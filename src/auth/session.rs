@@ -117,6 +117,15 @@ impl Sessions {
             .collect()
     }
 
+    /// Every session of `user_id` (a scan: runs only at a login).
+    pub fn sessions_of(&self, user_id: &str) -> Vec<Arc<Session>> {
+        self.map
+            .iter()
+            .filter(|s| s.record.user_id == user_id)
+            .map(|s| s.value().clone())
+            .collect()
+    }
+
     /// Sessions past their expiry or idle for longer than `idle_ms`, removed from memory.
     pub fn take_dead(&self, idle_ms: i64) -> Vec<Arc<Session>> {
         let now = crate::types::now_ms();

@@ -189,6 +189,24 @@ fn forget(app: &AppState, s: Arc<Session>, action: &'static str) {
     });
 }
 
+/// Sessions one user may hold at once: a new login ends the oldest beyond it, so repeated
+/// logins cannot grow memory and the store without bound.
+pub const MAX_SESSIONS_PER_USER: usize = 20;
+
+fn trim_sessions(app: &AppState, user_id: &str, new: &str) {
+    let mut older = app.sessions.sessions_of(user_id);
+    if older.len() <= MAX_SESSIONS_PER_USER {
+        return;
+    }
+    older.retain(|s| s.digest != new);
+    older.sort_by_key(|s| s.record.created_at_ms);
+    let excess = older.len() + 1 - MAX_SESSIONS_PER_USER;
+    for s in older.into_iter().take(excess) {
+        app.sessions.remove(&s.digest);
+        forget(app, s, "revoked");
+    }
+}
+
 /// Whether a request comes from another site: `Sec-Fetch-Site: cross-site`, or an `Origin`
 /// that is neither `base_url`'s nor the `Host` it was sent to.
 pub fn cross_site(headers: &HeaderMap, base_url: &str) -> bool {
@@ -372,6 +390,7 @@ async fn callback(State(app): State<AppState>, req: Request) -> Response {
             // The session is already in memory (put there with the commit).
             let user = session.user_id.clone();
             tracing::info!(user = %user, "signed in with SSO");
+            trim_sessions(&app, &user, &session::digest(&value));
             let mut resp = redirect(&return_to);
             if let Some(c) = cookie(&oidc, &value, ttl) {
                 resp.headers_mut().insert(header::SET_COOKIE, c);

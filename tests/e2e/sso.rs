@@ -902,3 +902,35 @@ async fn sso_an_issuer_spelled_with_a_trailing_slash_signs_in() {
     let r = other.login(&gw, "/ui/").await;
     assert_eq!(r.status, 401, "{}", r.body);
 }
+
+/// One person logging in again and again keeps at most 20 sessions: each login past that ends
+/// the oldest (audited as `revoked`), so repeated logins cannot grow memory and the store.
+#[tokio::test]
+async fn sso_a_user_keeps_at_most_twenty_sessions() {
+    let op = Op::start();
+    let gw = start(&op, "");
+    let mut browsers = Vec::new();
+    for _ in 0..21 {
+        let mut b = Browser::new();
+        op.next(person("many", "many@example.com", &[]), Sign::Key(0));
+        assert_eq!(b.login(&gw, "/ui/").await.status, 302);
+        browsers.push(b);
+    }
+    // The oldest session ended (its row's deletion is audited shortly after the login).
+    assert_eq!(browsers[0].session(&gw).await.0, 401);
+    for b in browsers.iter_mut().skip(1) {
+        assert_eq!(b.session(&gw).await.0, 200);
+    }
+    let revoked = crate::harness::eventually_async(std::time::Duration::from_secs(5), || async {
+        let (s, out) = admin(
+            &gw,
+            "GET",
+            "/audit?table_name=sso_session&action=revoked",
+            json!({}),
+        )
+        .await;
+        s == 200 && out["audit_logs"].as_array().is_some_and(|a| a.len() == 1)
+    })
+    .await;
+    assert!(revoked, "no revoked entry for the trimmed session");
+}
