@@ -119,7 +119,8 @@ pub async fn json_object(
     };
     permit.cover(declared.unwrap_or(0) as usize, limits).await?;
     let mut body = Limited::new(body, limit);
-    let mut buf = bytes::BytesMut::new();
+    // The declared length is already within the limit and covered by the permit.
+    let mut buf = bytes::BytesMut::with_capacity(declared.unwrap_or(0) as usize);
     loop {
         let frame = tokio::time::timeout(limits.idle, body.frame())
             .await

@@ -9,7 +9,7 @@ use crate::request::BodyError;
 use crate::tenancy::access::{Denial, DenialKind};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::{HeaderValue, StatusCode};
+use http::{HeaderName, HeaderValue, StatusCode};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -235,11 +235,17 @@ impl GatewayError {
 
 /// LiteLLM's (and OpenAI's) `x-ratelimit-*` headers, for the tightest level of each kind.
 pub fn rate_headers(h: &mut http::HeaderMap, r: &RateHeaders) {
+    // Named once: a header name given as text is parsed and validated on every insert.
+    const LIMIT_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-limit-requests");
+    const REMAINING_REQUESTS: HeaderName =
+        HeaderName::from_static("x-ratelimit-remaining-requests");
+    const LIMIT_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-limit-tokens");
+    const REMAINING_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-tokens");
     for (name, value) in [
-        ("x-ratelimit-limit-requests", r.limit_requests),
-        ("x-ratelimit-remaining-requests", r.remaining_requests),
-        ("x-ratelimit-limit-tokens", r.limit_tokens),
-        ("x-ratelimit-remaining-tokens", r.remaining_tokens),
+        (LIMIT_REQUESTS, r.limit_requests),
+        (REMAINING_REQUESTS, r.remaining_requests),
+        (LIMIT_TOKENS, r.limit_tokens),
+        (REMAINING_TOKENS, r.remaining_tokens),
     ] {
         if let Some(v) = value {
             h.insert(name, HeaderValue::from(v));

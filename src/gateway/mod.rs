@@ -29,7 +29,7 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Extension, Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Instant;
@@ -429,6 +429,7 @@ const API_BASE: HeaderName = HeaderName::from_static("x-litellm-model-api-base")
 const FALLBACKS: HeaderName = HeaderName::from_static("x-litellm-attempted-fallbacks");
 const RETRIES: HeaderName = HeaderName::from_static("x-litellm-attempted-retries");
 const OVERHEAD: HeaderName = HeaderName::from_static("x-litellm-overhead-duration-ms");
+const ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
 
 fn respond(
     routed: Routed,
@@ -440,20 +441,20 @@ fn respond(
     let overhead = started.elapsed().saturating_sub(routed.upstream_time);
     metrics.overhead(overhead);
     let rate = meterage.admission.as_ref().map(Admission::headers);
-    let mut resp = match routed.reply {
+    // Sized for every header set below: growing a header map is a reallocation and a rehash.
+    let mut headers = HeaderMap::with_capacity(24);
+    let h = &mut headers;
+    let body = match routed.reply {
         Reply::Json { body, usage } => {
             meterage.finish(Some(&routed.deployment), usage, 0);
-            let mut r = (StatusCode::OK, body).into_response();
-            r.headers_mut().insert(
+            h.insert(
                 http::header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             );
-            r
+            Body::from(body)
         }
         Reply::Stream { stream, usage } => {
             let stream = metering::metered(stream, meterage, usage, routed.deployment.clone());
-            let mut r = Body::from_stream(stream).into_response();
-            let h = r.headers_mut();
             h.insert(
                 http::header::CONTENT_TYPE,
                 HeaderValue::from_static("text/event-stream"),
@@ -462,12 +463,10 @@ fn respond(
                 http::header::CACHE_CONTROL,
                 HeaderValue::from_static("no-cache"),
             );
-            h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-            r
+            h.insert(ACCEL_BUFFERING, HeaderValue::from_static("no"));
+            Body::from_stream(stream)
         }
     };
-    let h = resp.headers_mut();
-    h.reserve(10);
     if let Ok(id) = HeaderValue::from_str(call_id) {
         h.insert(CALL_ID.clone(), id.clone());
         // The SDKs expose these as `_request_id` (OpenAI) and `request_id` (Anthropic).
@@ -496,6 +495,8 @@ fn respond(
     if let Ok(v) = HeaderValue::from_str(&overhead_ms) {
         h.insert(OVERHEAD.clone(), v);
     }
+    let mut resp = Response::new(body);
+    *resp.headers_mut() = headers;
     resp
 }
 

@@ -122,14 +122,8 @@ const PROXY_ONLY_PARAMS: &[&str] = &[
     "user_api_key",
 ];
 
-/// Removes the proxy's own keys from an OpenAI-shaped body.
-pub fn strip_proxy_params(body: &mut Map<String, Value>) {
-    for k in PROXY_ONLY_PARAMS {
-        body.remove(*k);
-    }
-}
-
-/// The same for an Anthropic Messages body, where `metadata` (`{"user_id"}`) is Anthropic's own
+/// Removes the proxy's own keys from an Anthropic Messages body (an OpenAI-shaped one is
+/// written without them by the OpenAI provider), where `metadata` (`{"user_id"}`) is Anthropic's own
 /// field and is kept: LiteLLM clients put the proxy's metadata in `litellm_metadata` there, and
 /// the OpenAI → Anthropic translation puts the OpenAI `user` in `metadata.user_id`.
 pub fn strip_anthropic_proxy_params(body: &mut Map<String, Value>) {
@@ -143,22 +137,22 @@ pub async fn call(
     c: &Call<'_>,
     op: Operation,
     dialect: Dialect,
-    body: Map<String, Value>,
+    body: &Map<String, Value>,
 ) -> Result<Reply, UpstreamError> {
     match (dialect, c.deployment.provider) {
         (Dialect::Anthropic, ProviderKind::Anthropic) => {
-            anthropic::messages(c, body, Dialect::Anthropic, true).await
+            anthropic::messages(c, body.clone(), Dialect::Anthropic, true).await
         }
         (Dialect::Anthropic, _) => {
-            let inner = translate::anthropic_surface::request_to_openai(body)
+            let inner = translate::anthropic_surface::request_to_openai(body.clone())
                 .map_err(UpstreamError::Unsupported)?;
-            let reply = Box::pin(call(c, op, Dialect::OpenAi, inner)).await?;
+            let reply = Box::pin(call(c, op, Dialect::OpenAi, &inner)).await?;
             translate::anthropic_surface::reply_from_openai(reply)
         }
         (Dialect::OpenAi, ProviderKind::Anthropic) => match op {
             Operation::Chat => {
-                let wants_usage = openai::wants_usage(&body);
-                let translated = translate::anthropic_upstream::request_from_openai(&body)
+                let wants_usage = openai::wants_usage(body);
+                let translated = translate::anthropic_upstream::request_from_openai(body)
                     .map_err(UpstreamError::Unsupported)?;
                 anthropic::messages(c, translated, Dialect::OpenAi, wants_usage).await
             }
@@ -169,7 +163,7 @@ pub async fn call(
         (Dialect::OpenAi, ProviderKind::OpenAi | ProviderKind::Azure) => {
             openai::call(c, op, body).await
         }
-        (Dialect::OpenAi, ProviderKind::Mock) => mock::call(c, op, body).await,
+        (Dialect::OpenAi, ProviderKind::Mock) => mock::call(c, op, body.clone()).await,
     }
 }
 

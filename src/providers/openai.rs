@@ -9,7 +9,8 @@ use crate::config::ProviderKind;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use http_body_util::{BodyExt, Full};
-use serde::Deserialize;
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,22 +37,10 @@ pub fn wants_usage(body: &Map<String, Value>) -> bool {
 pub async fn call(
     c: &Call<'_>,
     op: Operation,
-    mut body: Map<String, Value>,
+    body: &Map<String, Value>,
 ) -> Result<Reply, UpstreamError> {
-    super::strip_proxy_params(&mut body);
-    let stream = op != Operation::Embedding && wants_stream(&body);
-    let client_wants_usage = wants_usage(&body);
-    body.insert("model".into(), Value::String(c.upstream_model.to_string()));
-    if stream {
-        // Ask for the final usage chunk so every stream can be costed; it is removed again
-        // below if the client did not ask for it.
-        let opts = body
-            .entry("stream_options")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if let Value::Object(o) = opts {
-            o.insert("include_usage".into(), Value::Bool(true));
-        }
-    }
+    let stream = op != Operation::Embedding && wants_stream(body);
+    let client_wants_usage = wants_usage(body);
     let d = c.deployment;
     let url = match d.provider {
         ProviderKind::Azure => format!(
@@ -63,7 +52,16 @@ pub async fn call(
         ),
         _ => format!("{}/{}", d.api_base, path_of(op)),
     };
-    let payload = serde_json::to_vec(&body).map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+    let upstream_body = UpstreamBody {
+        body,
+        model: c.upstream_model,
+        // Ask for the final usage chunk so every stream can be costed; it is removed again
+        // below if the client did not ask for it.
+        ask_usage: stream,
+    };
+    let mut payload = Vec::with_capacity(512);
+    serde_json::to_writer(&mut payload, &upstream_body)
+        .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
     let mut req = http::Request::post(url).header(http::header::CONTENT_TYPE, "application/json");
     if let Some(key) = &d.api_key {
         req = match d.provider {
@@ -99,6 +97,54 @@ pub async fn call(
     let bytes = read_reply(resp.into_body(), c.timeout).await?;
     let usage = usage_of(&bytes);
     Ok(Reply::Json { body: bytes, usage })
+}
+
+/// The request as the upstream gets it, written straight from the client's body — proxy-only
+/// keys left out, `model` replaced, usage asked for on streams — so no attempt (retries and
+/// fallbacks make several) copies the body.
+struct UpstreamBody<'a> {
+    body: &'a Map<String, Value>,
+    model: &'a str,
+    ask_usage: bool,
+}
+
+impl Serialize for UpstreamBody<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut out = s.serialize_map(None)?;
+        if !self.body.contains_key("model") {
+            out.serialize_entry("model", self.model)?;
+        }
+        for (k, v) in self.body {
+            if super::PROXY_ONLY_PARAMS.contains(&k.as_str()) {
+                continue;
+            }
+            match (k.as_str(), v) {
+                ("model", _) => out.serialize_entry(k, self.model)?,
+                ("stream_options", Value::Object(opts)) if self.ask_usage => {
+                    out.serialize_entry(k, &WithIncludeUsage(opts))?;
+                }
+                _ => out.serialize_entry(k, v)?,
+            }
+        }
+        if self.ask_usage && !self.body.contains_key("stream_options") {
+            out.serialize_entry("stream_options", &WithIncludeUsage(&Map::new()))?;
+        }
+        out.end()
+    }
+}
+
+/// A client's `stream_options` with `include_usage` set.
+struct WithIncludeUsage<'a>(&'a Map<String, Value>);
+
+impl Serialize for WithIncludeUsage<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut out = s.serialize_map(None)?;
+        for (k, v) in self.0.iter().filter(|(k, _)| *k != "include_usage") {
+            out.serialize_entry(k, v)?;
+        }
+        out.serialize_entry("include_usage", &true)?;
+        out.end()
+    }
 }
 
 #[derive(Deserialize)]
@@ -236,5 +282,61 @@ mod tests {
             br#"data: {"x":{"usage":null},"usage":{"prompt_tokens":1}}"#
         ));
         assert!(!has_usage_object(br#"data: {"content":"usage"}"#));
+    }
+
+    fn upstream(body: Value, ask_usage: bool) -> Value {
+        let Value::Object(body) = body else {
+            panic!("not an object")
+        };
+        let view = UpstreamBody {
+            body: &body,
+            model: "gpt-up",
+            ask_usage,
+        };
+        serde_json::to_value(&view).expect("serializes")
+    }
+
+    #[test]
+    fn upstream_body_replaces_model_and_drops_proxy_keys() {
+        let sent = upstream(
+            json!({"model": "alias", "messages": [{"role": "user", "content": "hi"}],
+                   "metadata": {"tags": ["x"]}, "fallbacks": ["b"], "temperature": 0.5}),
+            false,
+        );
+        assert_eq!(
+            sent,
+            json!({"model": "gpt-up", "messages": [{"role": "user", "content": "hi"}],
+                   "temperature": 0.5})
+        );
+        // A body without a model (Azure-style path routes) gets one.
+        assert_eq!(
+            upstream(json!({"input": "x"}), false),
+            json!({"model": "gpt-up", "input": "x"})
+        );
+    }
+
+    #[test]
+    fn upstream_body_asks_for_usage_on_streams() {
+        assert_eq!(
+            upstream(json!({"model": "m", "stream": true}), true),
+            json!({"model": "gpt-up", "stream": true, "stream_options": {"include_usage": true}})
+        );
+        assert_eq!(
+            upstream(
+                json!({"model": "m", "stream": true,
+                       "stream_options": {"include_usage": false, "other": 1}}),
+                true
+            ),
+            json!({"model": "gpt-up", "stream": true,
+                   "stream_options": {"include_usage": true, "other": 1}})
+        );
+        // Not a stream: the client's options go as they came.
+        assert_eq!(
+            upstream(
+                json!({"model": "m", "stream_options": {"include_usage": false}}),
+                false
+            ),
+            json!({"model": "gpt-up", "stream_options": {"include_usage": false}})
+        );
     }
 }

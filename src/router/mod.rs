@@ -373,10 +373,11 @@ impl Router {
                     retries += 1;
                 }
                 let d = &member.deployment;
-                let upstream_model = match (captured, d.upstream_model.contains('*')) {
-                    (Some(c), true) => d.upstream_model.replacen('*', c, 1),
-                    _ => d.upstream_model.clone(),
-                };
+                let upstream_model: std::borrow::Cow<'_, str> =
+                    match (captured, d.upstream_model.contains('*')) {
+                        (Some(c), true) => d.upstream_model.replacen('*', c, 1).into(),
+                        _ => d.upstream_model.as_str().into(),
+                    };
                 let timeout = match stream {
                     true => d.stream_timeout.or(d.timeout),
                     false => d.timeout,
@@ -391,7 +392,7 @@ impl Router {
                 };
                 let in_flight = member.health.begin();
                 let t0 = Instant::now();
-                match providers::call(&call, op, dialect, body.clone()).await {
+                match providers::call(&call, op, dialect, body).await {
                     Ok(reply) => {
                         member.health.succeeded(t0.elapsed());
                         let reply = match reply {

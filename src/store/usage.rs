@@ -133,15 +133,22 @@ impl Store {
         }
         {
             let mut table = txn.open_table(tables::SPEND_LOGS)?;
+            // The key this batch stored last: under load dozens of rows share a millisecond,
+            // and the next of them needs no look-up.
+            let mut last: Option<(u64, u64)> = None;
             for row in logs {
                 // Rows of the same millisecond are told apart by a sequence continuing from
                 // the last one stored (rows of this batch included: redb reads its own writes).
                 let ms = u64::try_from(row.start_ms).unwrap_or(0);
-                let seq = match table.range((ms, 0)..=(ms, u64::MAX))?.next_back() {
-                    Some(last) => last?.0.value().1.saturating_add(1),
-                    None => 0,
+                let seq = match last {
+                    Some((last_ms, last_seq)) if last_ms == ms => last_seq.saturating_add(1),
+                    _ => match table.range((ms, 0)..=(ms, u64::MAX))?.next_back() {
+                        Some(stored) => stored?.0.value().1.saturating_add(1),
+                        None => 0,
+                    },
                 };
                 table.insert((ms, seq), codec::encode(row)?.as_slice())?;
+                last = Some((ms, seq));
             }
         }
         txn.commit().map_err(|e| {

@@ -300,14 +300,14 @@ impl Directory {
 
     /// The organisation and its ancestors, nearest first.
     pub fn org_chain(&self, org_id: &str) -> Vec<Arc<OrgEntry>> {
-        let mut out = Vec::new();
-        let mut next = Some(org_id.to_string());
-        while let Some(id) = next {
+        // Per request on the hot path: each parent id is read from the entry held, not copied.
+        let mut out: Vec<Arc<OrgEntry>> = Vec::with_capacity(4);
+        let mut next = self.org(org_id);
+        while let Some(org) = next {
             if out.len() >= MAX_ORG_DEPTH {
                 break;
             }
-            let Some(org) = self.org(&id) else { break };
-            next = org.record.parent_id.clone();
+            next = org.record.parent_id.as_deref().and_then(|p| self.org(p));
             out.push(org);
         }
         out
