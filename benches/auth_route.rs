@@ -207,18 +207,15 @@ fn json_path(c: &mut Criterion) {
         b.iter(portcullis::request::new_call_id)
     });
     // What the gateway does to a chat request before it goes upstream: parse into a map,
-    // clone it for the attempt, strip proxy-only keys, set the model, serialize.
-    g.bench_function("parse + clone + rewrite + serialize request", |b| {
+    // write it out for the attempt without proxy-only keys and with the deployment's model.
+    g.bench_function("parse + rewrite + serialize request", |b| {
         b.iter(|| {
             let body: Map<String, Value> =
                 match serde_json::from_slice(black_box(REQUEST.as_bytes())) {
                     Ok(Value::Object(m)) => m,
                     _ => unreachable!(),
                 };
-            let mut attempt = body.clone();
-            portcullis::providers::strip_proxy_params(&mut attempt);
-            attempt.insert("model".into(), Value::String("gpt-4o".into()));
-            serde_json::to_vec(&attempt).unwrap()
+            portcullis::providers::openai_request_body(&body, "gpt-4o", false).unwrap()
         })
     });
     #[derive(serde::Deserialize)]

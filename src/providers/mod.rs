@@ -14,6 +14,7 @@ mod stream;
 pub mod translate;
 
 pub use client::{HttpClient, http_client};
+pub use openai::request_body as openai_request_body;
 pub use stream::{ByteStream, IdleLimit, with_guard};
 
 use crate::config::{Deployment, ProviderKind};

@@ -52,15 +52,9 @@ pub async fn call(
         ),
         _ => format!("{}/{}", d.api_base, path_of(op)),
     };
-    let upstream_body = UpstreamBody {
-        body,
-        model: c.upstream_model,
-        // Ask for the final usage chunk so every stream can be costed; it is removed again
-        // below if the client did not ask for it.
-        ask_usage: stream,
-    };
-    let mut payload = Vec::with_capacity(512);
-    serde_json::to_writer(&mut payload, &upstream_body)
+    // A stream asks for the final usage chunk so that every stream can be costed; it is
+    // removed again below if the client did not ask for it.
+    let payload = request_body(body, c.upstream_model, stream)
         .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
     let mut req = http::Request::post(url).header(http::header::CONTENT_TYPE, "application/json");
     if let Some(key) = &d.api_key {
@@ -97,6 +91,25 @@ pub async fn call(
     let bytes = read_reply(resp.into_body(), c.timeout).await?;
     let usage = usage_of(&bytes);
     Ok(Reply::Json { body: bytes, usage })
+}
+
+/// The request body an OpenAI-compatible upstream gets for the client's `body`: proxy-only
+/// keys left out, `model` set, and with `ask_usage` the final usage chunk asked for.
+pub fn request_body(
+    body: &Map<String, Value>,
+    model: &str,
+    ask_usage: bool,
+) -> Result<Vec<u8>, serde_json::Error> {
+    let mut out = Vec::with_capacity(512);
+    serde_json::to_writer(
+        &mut out,
+        &UpstreamBody {
+            body,
+            model,
+            ask_usage,
+        },
+    )?;
+    Ok(out)
 }
 
 /// The request as the upstream gets it, written straight from the client's body — proxy-only
@@ -288,12 +301,8 @@ mod tests {
         let Value::Object(body) = body else {
             panic!("not an object")
         };
-        let view = UpstreamBody {
-            body: &body,
-            model: "gpt-up",
-            ask_usage,
-        };
-        serde_json::to_value(&view).expect("serializes")
+        let bytes = request_body(&body, "gpt-up", ask_usage).expect("serializes");
+        serde_json::from_slice(&bytes).expect("valid JSON")
     }
 
     #[test]
