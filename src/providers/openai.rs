@@ -6,7 +6,7 @@ use super::client::{read_reply, send};
 use super::sse::{self, SseSplitter};
 use super::{ByteStream, Call, IdleLimit, Operation, Reply, UpstreamError, Usage, UsageSlot};
 use crate::config::ProviderKind;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use http_body_util::{BodyExt, Full};
 use serde::ser::SerializeMap;
@@ -184,26 +184,24 @@ struct Passthrough {
     finished: bool,
 }
 
-impl Passthrough {
-    /// Decides for one event: forward it or not, and note its usage.
-    fn keep(&self, block: &Bytes) -> bool {
-        // Every chunk says `"usage":null` once usage was asked for; only a real usage object
-        // is worth parsing, and it comes once per stream.
-        if !has_usage_object(block) {
-            return true;
-        }
-        let event = sse::parse(block);
-        let Ok(chunk) = serde_json::from_str::<UsageChunk>(&event.data) else {
-            return true;
-        };
-        if let Some(u) = chunk.usage
-            && let Ok(mut slot) = self.usage.lock()
-        {
-            *slot = Some(u);
-        }
-        let usage_only = chunk.choices.is_some_and(|c| c.is_empty());
-        !usage_only || self.client_wants_usage
+/// Decides for one event: forward it or not, and note its usage.
+fn keep_event(block: &[u8], usage: &UsageSlot, client_wants_usage: bool) -> bool {
+    // Every chunk says `"usage":null` once usage was asked for; only a real usage object
+    // is worth parsing, and it comes once per stream.
+    if !has_usage_object(block) {
+        return true;
     }
+    let event = sse::parse(block);
+    let Ok(chunk) = serde_json::from_str::<UsageChunk>(&event.data) else {
+        return true;
+    };
+    if let Some(u) = chunk.usage
+        && let Ok(mut slot) = usage.lock()
+    {
+        *slot = Some(u);
+    }
+    let usage_only = chunk.choices.is_some_and(|c| c.is_empty());
+    !usage_only || client_wants_usage
 }
 
 #[derive(Deserialize)]
@@ -215,15 +213,12 @@ struct UsageChunk {
 /// Whether the event holds `"usage":` followed by an object (not `null`).
 fn has_usage_object(block: &[u8]) -> bool {
     const NEEDLE: &[u8] = b"\"usage\":";
-    let mut rest = block;
-    while let Some(at) = rest.windows(NEEDLE.len()).position(|w| w == NEEDLE) {
-        let after = &rest[at + NEEDLE.len()..];
-        match after.iter().find(|b| !b.is_ascii_whitespace()) {
-            Some(b'{') => return true,
-            _ => rest = after,
-        }
-    }
-    false
+    memchr::memmem::find_iter(block, NEEDLE).any(|at| {
+        block[at + NEEDLE.len()..]
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            == Some(&b'{')
+    })
 }
 
 fn passthrough(
@@ -251,15 +246,12 @@ fn passthrough(
                     return Some((Ok(stream_error_event("upstream stream timed out")), st));
                 }
                 Ok(Some(Ok(chunk))) => {
-                    let blocks = st.splitter.push(&chunk);
-                    let mut out = BytesMut::new();
-                    for b in blocks {
-                        if st.keep(&b) {
-                            out.extend_from_slice(&b);
-                        }
-                    }
+                    let (usage, wants) = (&st.usage, st.client_wants_usage);
+                    let out = st
+                        .splitter
+                        .push_kept(chunk, |b| keep_event(b, usage, wants));
                     if !out.is_empty() {
-                        return Some((Ok(out.freeze()), st));
+                        return Some((Ok(out), st));
                     }
                 }
                 Ok(Some(Err(e))) => {

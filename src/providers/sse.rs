@@ -10,19 +10,12 @@ pub struct SseSplitter {
 
 /// Where the first event separator ends, accepting `\n\n` and `\r\n\r\n`.
 fn boundary(buf: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while i + 1 < buf.len() {
-        if buf[i] == b'\n' {
-            if buf[i + 1] == b'\n' {
-                return Some(i + 2);
-            }
-            if buf[i + 1] == b'\r' && buf.get(i + 2) == Some(&b'\n') {
-                return Some(i + 3);
-            }
-        }
-        i += 1;
-    }
-    None
+    memchr::memchr_iter(b'\n', buf).find_map(|i| match buf.get(i + 1..i + 3) {
+        Some([b'\n', _]) => Some(i + 2),
+        Some([b'\r', b'\n']) => Some(i + 3),
+        None if buf.get(i + 1) == Some(&b'\n') => Some(i + 2),
+        _ => None,
+    })
 }
 
 impl SseSplitter {
@@ -34,6 +27,41 @@ impl SseSplitter {
             out.push(self.buf.split_to(end).freeze());
         }
         out
+    }
+
+    /// Adds a chunk and returns, as one buffer, the event blocks it completed that `keep`
+    /// accepts. The pass-through case — every block kept, nothing held over — hands the chunk
+    /// on as it came, without a copy.
+    pub fn push_kept(&mut self, chunk: Bytes, mut keep: impl FnMut(&[u8]) -> bool) -> Bytes {
+        let mut data = if self.buf.is_empty() {
+            chunk
+        } else {
+            self.buf.extend_from_slice(&chunk);
+            self.buf.split().freeze()
+        };
+        let mut done = 0;
+        let mut dropped: Vec<(usize, usize)> = Vec::new();
+        while let Some(len) = boundary(&data[done..]) {
+            let block = done..done + len;
+            if !keep(&data[block.clone()]) {
+                dropped.push((block.start, block.end));
+            }
+            done = block.end;
+        }
+        let complete = data.split_to(done);
+        // An event cut in the middle waits for the rest.
+        self.buf.extend_from_slice(&data);
+        if dropped.is_empty() {
+            return complete;
+        }
+        let mut out = BytesMut::with_capacity(complete.len());
+        let mut from = 0;
+        for (start, end) in dropped {
+            out.extend_from_slice(&complete[from..start]);
+            from = end;
+        }
+        out.extend_from_slice(&complete[from..]);
+        out.freeze()
     }
 
     /// Whatever was left without a closing blank line when the stream ended.
@@ -91,6 +119,44 @@ mod tests {
         let done = s.push(b"NE]\r\n\r\n");
         assert_eq!(parse(&done[0]).data, "[DONE]");
         assert!(s.rest().is_none());
+    }
+
+    #[test]
+    fn kept_blocks_pass_through_and_dropped_ones_are_cut_out() {
+        let mut s = SseSplitter::default();
+        let keep_all = |_: &[u8]| true;
+        let chunk = Bytes::from_static(b"data: 1\n\ndata: 2\n\n");
+        assert_eq!(s.push_kept(chunk.clone(), keep_all), chunk);
+        // A partial event is held until its blank line arrives, CRLF or LF.
+        assert!(
+            s.push_kept(Bytes::from_static(b"data: 3\r\n"), keep_all)
+                .is_empty()
+        );
+        assert_eq!(
+            s.push_kept(Bytes::from_static(b"\r\ndata: 4\n"), keep_all),
+            Bytes::from_static(b"data: 3\r\n\r\n")
+        );
+        let not_usage = |b: &[u8]| !b.starts_with(b"data: u");
+        assert_eq!(
+            s.push_kept(Bytes::from_static(b"\ndata: u\n\ndata: 5\n\n"), not_usage),
+            Bytes::from_static(b"data: 4\n\ndata: 5\n\n")
+        );
+        assert!(s.rest().is_none());
+        assert!(
+            s.push_kept(Bytes::from_static(b"data: 6"), keep_all)
+                .is_empty()
+        );
+        assert_eq!(s.rest(), Some(Bytes::from_static(b"data: 6")));
+    }
+
+    #[test]
+    fn boundaries_lf_and_crlf() {
+        assert_eq!(boundary(b"a\n\nb"), Some(3));
+        assert_eq!(boundary(b"a\r\n\r\nb"), Some(5));
+        assert_eq!(boundary(b"a\n"), None);
+        assert_eq!(boundary(b"a\n\n"), Some(3));
+        assert_eq!(boundary(b"a\r\n\r"), None);
+        assert_eq!(boundary(b"a\nb\n\n"), Some(5));
     }
 
     #[test]
