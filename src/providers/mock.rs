@@ -65,21 +65,21 @@ fn now_secs() -> i64 {
 pub async fn call(
     c: &Call<'_>,
     op: Operation,
-    body: Map<String, Value>,
+    body: &Map<String, Value>,
 ) -> Result<Reply, UpstreamError> {
     let model = c.upstream_model;
     match op {
-        Operation::Embedding => Ok(embeddings(model, &body)),
+        Operation::Embedding => Ok(embeddings(model, body)),
         Operation::Chat | Operation::Completion => {
             let (said, prompt_tokens) = match op {
-                Operation::Chat => chat_prompt(&body),
+                Operation::Chat => chat_prompt(body),
                 _ => {
                     let p = body.get("prompt").map(text_of).unwrap_or_default();
                     let t = tokens(&p);
                     (p, t)
                 }
             };
-            let mut text = reply_text(&body, &said);
+            let mut text = reply_text(body, &said);
             // Honour the length cap the way a real model does: cut, and say so.
             let cap = body
                 .get("max_completion_tokens")
@@ -98,7 +98,7 @@ pub async fn call(
                 completion_tokens: tokens(&text),
             };
             let id = call_id(&format!("{said}{}", crate::types::now_ms()));
-            if wants_stream(&body) {
+            if wants_stream(body) {
                 Ok(stream(
                     op,
                     model,
@@ -106,7 +106,7 @@ pub async fn call(
                     &text,
                     finish,
                     usage,
-                    wants_usage(&body),
+                    wants_usage(body),
                 ))
             } else {
                 Ok(whole(op, model, &id, &text, finish, usage))

@@ -124,8 +124,8 @@ const PROXY_ONLY_PARAMS: &[&str] = &[
 ];
 
 /// Removes the proxy's own keys from an Anthropic Messages body (an OpenAI-shaped one is
-/// written without them by the OpenAI provider), where `metadata` (`{"user_id"}`) is Anthropic's own
-/// field and is kept: LiteLLM clients put the proxy's metadata in `litellm_metadata` there, and
+/// written without them by the OpenAI provider), where `metadata` (`{"user_id"}`) is
+/// Anthropic's own field and is kept: LiteLLM clients put the proxy's metadata in `litellm_metadata` there, and
 /// the OpenAI → Anthropic translation puts the OpenAI `user` in `metadata.user_id`.
 pub fn strip_anthropic_proxy_params(body: &mut Map<String, Value>) {
     for k in PROXY_ONLY_PARAMS.iter().filter(|k| **k != "metadata") {
@@ -164,7 +164,7 @@ pub async fn call(
         (Dialect::OpenAi, ProviderKind::OpenAi | ProviderKind::Azure) => {
             openai::call(c, op, body).await
         }
-        (Dialect::OpenAi, ProviderKind::Mock) => mock::call(c, op, body.clone()).await,
+        (Dialect::OpenAi, ProviderKind::Mock) => mock::call(c, op, body).await,
     }
 }
 
